@@ -1,0 +1,9 @@
+"""MixInstruct-format data: loading with validation, score combination, pair building."""
+
+from .errors import ConfigError, DataError
+from .load import LoadResult, Skipped, load_mixinstruct, resolve_pool, validate_row
+from .pairs import build_pairs
+from .scores import ScoreSpec
+
+__all__ = ["ConfigError", "DataError", "LoadResult", "Skipped", "ScoreSpec", "build_pairs", "load_mixinstruct",
+           "resolve_pool", "validate_row"]

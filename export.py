@@ -1,0 +1,54 @@
+"""Turn what training wrote (a Lightning checkpoint, or a saved model folder) into a Hub-style folder.
+
+The folder holds ``model.safetensors``, ``config.json`` and the tokenizer (with the ranker's added
+marker tokens) and loads with ``PairRankerModel.from_pretrained`` / ``Ranker.from_pretrained``.
+Checkpoints are read with ``torch.load(weights_only=True)``: no pickled code is ever executed.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .atomic import save_dir_atomically
+from .data.errors import DataError
+
+KIND_KEY = "blendkit_kind"  # written into every Lightning checkpoint by the blendkit modules
+
+
+def checkpoint_kind(path: str) -> str:
+    """Which blendkit model a checkpoint holds (e.g. "pairranker")."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:
+        raise DataError(path, None, None, f"cannot read it as a Lightning checkpoint with weights_only=True "
+                        f"({type(err).__name__}: {err}).") from None
+    kind = checkpoint.get(KIND_KEY)
+    if kind is None:
+        raise DataError(path, None, KIND_KEY, "not a blendkit checkpoint (no model kind recorded).")
+    return kind
+
+
+def export_checkpoint(checkpoint: str, output: str, merge_lora: bool = True) -> str:
+    """Export ``checkpoint`` (a ``.ckpt`` file or a saved model folder) to ``output``."""
+    if not os.path.exists(checkpoint):
+        raise FileNotFoundError(f"checkpoint {checkpoint}: not found.")
+    if os.path.isdir(checkpoint):
+        from transformers import AutoModel, AutoTokenizer
+
+        from . import pairranker  # noqa: F401  (registers the blendkit model types with AutoModel)
+
+        model = AutoModel.from_pretrained(checkpoint, use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+        return save_dir_atomically(output, lambda tmp: (model.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
+
+    kind = checkpoint_kind(checkpoint)
+    if kind == "pairranker":
+        from .pairranker.module import PairRankerModule
+
+        module = PairRankerModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
+    else:
+        raise DataError(checkpoint, None, KIND_KEY, f"unknown model kind {kind!r}.")
+    module.export(output, merge_lora=merge_lora)
+    return output

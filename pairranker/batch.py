@@ -1,0 +1,101 @@
+"""Rank every row of a MixInstruct dataset and (when it has scores) measure the ranking.
+
+Shared by ``infer.py rank`` and ``benchmarks/ranker_quality.py``: one code path from file to
+output records and metrics.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..data import LoadResult, ScoreSpec
+from .encoding import source_text
+from .inference import Ranker, RankResult
+from .metrics import RankingMetrics
+
+
+def rank_dataset(
+    ranker: Ranker,
+    data: LoadResult,
+    aggregation: str = "max_logits",
+    score_spec: ScoreSpec | None = None,
+    rows_per_batch: int = 8,
+    progress: bool = True,
+    return_matrix: bool = False,
+) -> tuple[list[dict], dict[str, float] | None, list[RankResult]]:
+    """Returns (output records, metrics or None, raw RankResults).
+
+    Each record is the input row plus, per candidate, ``rank`` (1 = best) and ``ranker_score``.
+    Metrics are computed when every candidate carries ``score_spec``'s keys.
+    """
+    ds = data.dataset
+    has_scores = score_spec is not None and all(
+        all(c["scores"].get(k) is not None for k in score_spec.keys) for cands in ds["candidates"] for c in cands)
+    metrics = RankingMetrics(score_spec.keys) if has_scores else None
+    records, results = [], []
+    bar = tqdm(total=len(ds), desc=f"ranking ({aggregation})", unit="row", disable=not progress)
+    for start in range(0, len(ds), rows_per_batch):
+        chunk = ds[start:start + rows_per_batch]
+        rows = ranker.encoder.encode_rows([source_text(q, x) for q, x in zip(chunk["instruction"], chunk["input"])],
+                                          [[c["text"] for c in cands] for cands in chunk["candidates"]])
+        chunk_results = ranker.rank_encoded(rows, aggregation, ids=chunk["id"], return_matrix=return_matrix or metrics is not None)
+        for k, result in enumerate(chunk_results):
+            candidates = chunk["candidates"][k]
+            record = {name: chunk[name][k] for name in ("id", "instruction", "input", "output", "dataset")}
+            record["candidates"] = [
+                {**cand, "scores": {n: v for n, v in cand["scores"].items() if v is not None},
+                 "rank": rank, "ranker_score": float(score)}
+                for cand, rank, score in zip(candidates, result.ranks, result.scores)]
+            records.append(record)
+            if metrics is not None:
+                target = torch.from_numpy(score_spec.combine(candidates))
+                raw = torch.tensor([[c["scores"][key] for key in score_spec.keys] for c in candidates])
+                matrix = torch.tensor(result.matrix) if result.matrix is not None else None
+                metrics.update(torch.tensor(result.scores), target, raw, matrix)
+        results.extend(chunk_results)
+        bar.update(len(chunk_results))
+    bar.close()
+    values = None
+    if metrics is not None:
+        values = {name: round(float(v), 4) for name, v in metrics.compute().items()}
+        values["comparisons"] = int(sum(r.comparisons for r in results))
+    return records, values, results
+
+
+def baselines(data: LoadResult, score_key: str, seed: int = 0) -> dict[str, float]:
+    """Reference top-1 figures (mean raw score ×100) on the same rows: oracle, longest answer,
+    random pick (expectation), best single model (the model with the best mean score here)."""
+    ds = data.dataset
+    oracle, longest, random_pick = [], [], []
+    per_model: dict[str, list[float]] = {}
+    for cands in ds["candidates"]:
+        scores = np.array([c["scores"][score_key] for c in cands])
+        oracle.append(scores.max())
+        longest.append(scores[int(np.argmax([len(c["text"]) for c in cands]))])
+        random_pick.append(scores.mean())
+        for c in cands:
+            per_model.setdefault(c["model"], []).append(c["scores"][score_key])
+    best_model, best_scores = max(per_model.items(), key=lambda kv: np.mean(kv[1]))
+    return {"oracle": round(100 * float(np.mean(oracle)), 2), "longest": round(100 * float(np.mean(longest)), 2),
+            "random": round(100 * float(np.mean(random_pick)), 2),
+            "best_single": round(100 * float(np.mean(best_scores)), 2), "best_single_model": best_model}
+
+
+def longer_is_better_accuracy(data: LoadResult, score_key: str, tie_eps: float = 1e-6) -> float:
+    """Pairwise agreement (%) of "the longer answer is better" with the scores."""
+    correct = total = 0
+    for cands in data.dataset["candidates"]:
+        for i in range(len(cands)):
+            for j in range(i + 1, len(cands)):
+                ds = cands[i]["scores"][score_key] - cands[j]["scores"][score_key]
+                dl = len(cands[i]["text"]) - len(cands[j]["text"])
+                if abs(ds) > tie_eps and dl != 0:
+                    correct += (ds > 0) == (dl > 0)
+                    total += 1
+    return round(100 * correct / max(total, 1), 2)
+
+

@@ -1,0 +1,147 @@
+"""PairRankerModel: a cross-encoder that reads (instruction, A, B) and says which answer is better.
+
+One encoder pass over ``[CLS] <source> S [SEP] <candidate_a> A [SEP] <candidate_b> B [SEP]`` lets
+every token of A attend to every token of B and of the instruction. The hidden states of each part
+are mean-pooled (S, A, B); a shared scoring MLP reads (S, X, S*X [, length of X]) and gives each
+candidate a score *in the context of the other*. The comparison logit is score(A) - score(B), so
+the head itself is antisymmetric; position bias can only come from the encoder, and inference
+cancels it by averaging both orders.
+
+It is a plain `transformers` model: ``save_pretrained`` / ``from_pretrained`` in safetensors, no
+blendkit training code needed to use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .config import MARKER_TOKENS, PairRankerConfig
+
+NUM_LENGTH_FEATURES = 2  # log1p(full length in tokens) / 8, truncated flag
+DROPOUT_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout")
+
+
+@dataclass
+class PairRankerOutput(ModelOutput):
+    """``logits``: (batch,) log-odds that candidate A beats B. ``scores``: (batch, 2) per-candidate
+    scores of A and B in this pair's context. ``loss``: BCE against ``labels`` if given."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    scores: torch.Tensor | None = None
+
+
+class PairRankerModel(PreTrainedModel):
+    config_class = PairRankerConfig
+    config: PairRankerConfig
+    base_model_prefix = "pairranker"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+
+    def __init__(self, config: PairRankerConfig):
+        super().__init__(config)
+        self.encoder = AutoModel.from_config(config.encoder)
+        if getattr(self.encoder, "pooler", None) is not None:
+            # Unused by the ranker; left in place it would be a parameter without gradient under DDP/ZeRO.
+            self.encoder.pooler = None
+        hidden = config.encoder.hidden_size
+        extra = NUM_LENGTH_FEATURES if config.use_length_features else 0
+        self.head = nn.Sequential(
+            nn.Linear(3 * hidden + extra, config.head_hidden_size),
+            nn.GELU(),
+            nn.Dropout(config.head_dropout),
+            nn.Linear(config.head_hidden_size, 1),
+        )
+        self.post_init()
+
+    @classmethod
+    def from_backbone(cls, backbone: str, encoder_dropout: float | None = None,
+                      **config_kwargs) -> tuple["PairRankerModel", "AutoTokenizer"]:
+        """A new ranker on a pretrained encoder (Hub id or local path), with its extended tokenizer.
+
+        The marker tokens are added to the tokenizer and the embedding matrix is grown to match
+        (new rows start at the mean embedding). Only the scoring head is randomly initialised.
+        ``encoder_dropout`` overrides the backbone's dropout rates (0 makes CPU training ~3x faster:
+        drawing dropout masks dominates a CPU forward pass).
+
+        Example:
+            >>> model, tokenizer = PairRankerModel.from_backbone(minilm_path, candidate_max_length=128)  # doctest: +SKIP
+        """
+        tokenizer = AutoTokenizer.from_pretrained(backbone)
+        tokenizer.add_special_tokens({"additional_special_tokens": list(MARKER_TOKENS)})
+        encoder_config = AutoConfig.from_pretrained(backbone)
+        if encoder_dropout is not None:
+            for name in DROPOUT_FIELDS:
+                if hasattr(encoder_config, name):
+                    setattr(encoder_config, name, encoder_dropout)
+        encoder = AutoModel.from_pretrained(backbone, config=encoder_config)
+        encoder.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+        config = PairRankerConfig(encoder=encoder.config.to_dict(), **config_kwargs)
+        config.encoder.vocab_size = len(tokenizer)
+        model = cls(config)
+        state = {k: v for k, v in encoder.state_dict().items() if not k.startswith("pooler.")}
+        missing, unexpected = model.encoder.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise RuntimeError(f"backbone {backbone!r} does not match its own config: missing {missing}, "
+                               f"unexpected {unexpected}")
+        return model, tokenizer
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.encoder.set_input_embeddings(value)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        segment_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        length_features: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs,
+    ) -> PairRankerOutput:
+        """
+        Args:
+            input_ids, attention_mask: (batch, seq) as built by :class:`PairEncoder`.
+            segment_ids: (batch, seq) 0 = source, 1 = candidate A, 2 = candidate B, -1 = padding.
+            token_type_ids: (batch, seq) optional, for encoders with two token types.
+            length_features: (batch, 2, NUM_LENGTH_FEATURES), required if ``use_length_features``.
+            labels: (batch,) P(A better) targets in [0, 1].
+        """
+        encoder_inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            encoder_inputs["token_type_ids"] = token_type_ids
+        hidden = self.encoder(**encoder_inputs).last_hidden_state  # (B, T, H)
+
+        # Mean-pool each part: (B, 3, T) masks @ (B, T, H) -> (B, 3, H).
+        parts = torch.stack([segment_ids == s for s in range(3)], dim=1).to(hidden.dtype)
+        pooled = parts @ hidden / parts.sum(-1, keepdim=True).clamp(min=1.0)
+        source, cand_a, cand_b = pooled.unbind(1)
+
+        def score(candidate: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+            features = [source, candidate, source * candidate]
+            if lengths is not None:
+                features.append(lengths.to(hidden.dtype))
+            return self.head(torch.cat(features, dim=-1)).squeeze(-1)
+
+        if self.config.use_length_features:
+            if length_features is None:
+                raise ValueError("this ranker was built with use_length_features=True: pass length_features "
+                                 "(PairEncoder does this).")
+            scores = torch.stack([score(cand_a, length_features[:, 0]), score(cand_b, length_features[:, 1])], dim=1)
+        else:
+            scores = torch.stack([score(cand_a, None), score(cand_b, None)], dim=1)
+        logits = scores[:, 0] - scores[:, 1]
+
+        loss = None
+        if labels is not None:
+            loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
+        return PairRankerOutput(loss=loss, logits=logits, scores=scores)

@@ -1,0 +1,96 @@
+"""infer.py as users run it: output format, metrics, plot, export, and one-paragraph errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from helpers import ROOT, make_row, write_jsonl
+
+import infer
+from blendkit.pairranker import PairRankerModel
+
+
+@pytest.fixture(scope="module")
+def ranker_dir(tiny_ranker, tmp_path_factory):
+    model, tokenizer = tiny_ranker
+    path = tmp_path_factory.mktemp("ranker")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def test_rank_writes_one_row_per_input_with_ranks_and_metrics(ranker_dir, rows_file, tmp_path, capsys):
+    out = tmp_path / "ranked.jsonl"
+    infer.main(["rank", "--data", rows_file, "--model", ranker_dir, "--output", str(out), "--plot",
+                str(tmp_path / "plot.png"), "--quiet", "--show", "1"])
+    summary = json.loads(capsys.readouterr().out)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    inputs = [json.loads(line) for line in open(rows_file)]
+    assert [r["id"] for r in rows] == [r["id"] for r in inputs]
+    for row, source in zip(rows, inputs):
+        assert row["instruction"] == source["instruction"]
+        assert [c["model"] for c in row["candidates"]] == [c["model"] for c in source["candidates"]]
+        assert sorted(c["rank"] for c in row["candidates"]) == list(range(1, len(source["candidates"]) + 1))
+        best = min(row["candidates"], key=lambda c: c["rank"])
+        assert best["ranker_score"] == max(c["ranker_score"] for c in row["candidates"])
+    assert summary["rows"] == 6 and summary["output"] == str(out)
+    assert set(summary["metrics"]) >= {"top1", "pair_acc", "spearman", "kendall", "oracle"}
+    assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_rank_compact_and_knockout(ranker_dir, rows_file, tmp_path, capsys):
+    out = tmp_path / "ranked.jsonl"
+    infer.main(["rank", "--data", rows_file, "--model", ranker_dir, "--output", str(out), "--compact",
+                "--aggregation", "knockout", "--quiet"])
+    row = json.loads(out.read_text().splitlines()[0])
+    assert set(row) == {"id", "candidates"} and set(row["candidates"][0]) == {"model", "rank", "ranker_score"}
+    assert json.loads(capsys.readouterr().out)["metrics"]["comparisons"] == 6 * 2 * 3
+
+
+def test_skip_option_counts_bad_rows(ranker_dir, tmp_path, capsys):
+    data = write_jsonl(tmp_path / "mixed.jsonl", [make_row("a", [0.1, 0.2]), "{oops", make_row("b", [0.3, 0.1])])
+    infer.main(["rank", "--data", data, "--model", ranker_dir, "--output", str(tmp_path / "o.jsonl"),
+                "--on-error", "skip", "--quiet"])
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["skipped"] == 1 and "line 2" in captured.err
+    assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 2
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, str(ROOT / "infer.py"), *args], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+
+
+def test_cli_errors_are_one_paragraph_without_traceback(ranker_dir, tmp_path):
+    bad = write_jsonl(tmp_path / "bad.jsonl", [make_row("a", [0.1, 0.2]), '{"id": "b", "instruction": "q", '
+                                               '"candidates": [{"model": "m", "text": 3}, {"model": "n", "text": ""}]}'])
+    result = _run("rank", "--data", bad, "--model", ranker_dir, "--output", str(tmp_path / "o.jsonl"))
+    assert result.returncode == 2
+    assert "bad.jsonl, line 2, field 'candidates[0].text': expected a string, got int" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "o.jsonl").exists()
+
+    missing_dir = _run("rank", "--data", bad, "--model", ranker_dir, "--output", str(tmp_path / "no" / "o.jsonl"))
+    assert missing_dir.returncode == 2 and "does not exist" in missing_dir.stderr
+
+    debug = _run("rank", "--data", bad, "--model", ranker_dir, "--output", str(tmp_path / "o.jsonl"), "--debug")
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_previous_output_survives_a_failed_run(ranker_dir, rows_file, tmp_path):
+    out = tmp_path / "ranked.jsonl"
+    out.write_text("previous results\n")
+    bad = write_jsonl(tmp_path / "bad.jsonl", ["{"])
+    with pytest.raises(Exception):
+        infer.main(["rank", "--data", bad, "--model", ranker_dir, "--output", str(out), "--quiet"])
+    assert out.read_text() == "previous results\n"
+
+
+def test_export_from_folder_round_trips(ranker_dir, tmp_path, capsys):
+    infer.main(["export", "--checkpoint", ranker_dir, "--output", str(tmp_path / "exported")])
+    a = PairRankerModel.from_pretrained(ranker_dir).state_dict()
+    b = PairRankerModel.from_pretrained(tmp_path / "exported").state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -1,0 +1,32 @@
+"""Train blendkit models with Lightning's CLI; every knob lives in a YAML recipe under configs/.
+
+    python train.py fit --config configs/pairranker/minilm_cpu.yaml
+    python train.py fit --config configs/pairranker/minilm_cpu.yaml --trainer.max_epochs 3
+    python train.py fit --config configs/pairranker/minilm_cpu.yaml --ckpt_path last     # resume
+    python train.py fit --print_config --config configs/pairranker/lora.yaml           # show all knobs
+
+Add --debug for full tracebacks on errors.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytorch_lightning as pl
+from pytorch_lightning.cli import LightningCLI
+
+
+def cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import blendkit.pairranker.datamodule  # noqa: F401  (so class_path entries resolve)
+    import blendkit.pairranker.module  # noqa: F401
+
+    return LightningCLI(pl.LightningModule, pl.LightningDataModule, subclass_mode_model=True,
+                        subclass_mode_data=True, save_config_kwargs={"overwrite": True}, args=args, run=run)
+
+
+if __name__ == "__main__":
+    from blendkit.cli_errors import run_cli
+
+    sys.exit(run_cli(cli))
