@@ -20,6 +20,7 @@ def atomic_open(path: str, mode: str = "w", encoding: str = "utf-8") -> Iterator
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -36,6 +37,7 @@ def save_dir_atomically(directory: str, write: Callable[[str], object]) -> str:
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.", dir=parent)
     try:
         write(tmp)
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; give it a normal folder's mode
         if os.path.exists(directory):
             old = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.old.", dir=parent)
             os.rmdir(old)
@@ -55,3 +57,9 @@ def _check_writable_dir(directory: str, target: str) -> None:
         raise OSError(f"cannot write {target}: the directory {directory} does not exist.")
     if not os.access(directory, os.W_OK):
         raise OSError(f"cannot write {target}: the directory {directory} is not writable.")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -24,6 +24,19 @@ def run_cli(main: Callable[[list[str]], object], argv: list[str] | None = None) 
     except USER_ERRORS as err:
         if debug:
             raise
-        print(f"error: {err}\n(run again with --debug for the full traceback)", file=sys.stderr)
+        print(f"error: {_innermost_user_error(err)}\n(run again with --debug for the full traceback)",
+              file=sys.stderr)
         return 2
     return 0
+
+
+def _innermost_user_error(err: BaseException) -> BaseException:
+    """The DataError/ConfigError that caused ``err`` (argument parsers wrap them in long messages)."""
+    seen = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (DataError, ConfigError)):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return err

@@ -8,6 +8,7 @@ Checkpoints are read with ``torch.load(weights_only=True)``: no pickled code is 
 from __future__ import annotations
 
 import os
+import tempfile
 
 import torch
 
@@ -15,6 +16,7 @@ from .atomic import save_dir_atomically
 from .data.errors import DataError
 
 KIND_KEY = "blendkit_kind"  # written into every Lightning checkpoint by the blendkit modules
+TOKENIZER_KEY = "blendkit_tokenizer"  # the tokenizer's files, so a checkpoint is self-contained
 
 
 def checkpoint_kind(path: str) -> str:
@@ -30,10 +32,26 @@ def checkpoint_kind(path: str) -> str:
     return kind
 
 
+def is_deepspeed_checkpoint(path: str) -> bool:
+    """DeepSpeed strategies save ``last.ckpt`` as a folder of sharded states."""
+    return os.path.isdir(os.path.join(path, "checkpoint")) and any(
+        name.endswith("model_states.pt") for name in os.listdir(os.path.join(path, "checkpoint")))
+
+
 def export_checkpoint(checkpoint: str, output: str, merge_lora: bool = True) -> str:
-    """Export ``checkpoint`` (a ``.ckpt`` file or a saved model folder) to ``output``."""
+    """Export ``checkpoint`` (a ``.ckpt`` file, a DeepSpeed checkpoint folder, or a saved model folder)."""
     if not os.path.exists(checkpoint):
         raise FileNotFoundError(f"checkpoint {checkpoint}: not found.")
+    if os.path.isdir(checkpoint) and is_deepspeed_checkpoint(checkpoint):
+        try:
+            from pytorch_lightning.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
+        except ImportError as err:  # pragma: no cover - depends on the install
+            raise ImportError(f"checkpoint {checkpoint} is a DeepSpeed checkpoint; converting it needs deepspeed "
+                              "(pip install 'blendkit[deepspeed]').") from err
+        with tempfile.TemporaryDirectory() as tmp:
+            single = os.path.join(tmp, "consolidated.ckpt")
+            convert_zero_checkpoint_to_fp32_state_dict(checkpoint, single)  # gathers the ZeRO shards
+            return export_checkpoint(single, output, merge_lora)
     if os.path.isdir(checkpoint):
         from transformers import AutoModel, AutoTokenizer
 

@@ -55,7 +55,8 @@ def cmd_rank(args: argparse.Namespace) -> None:
     if args.plot:
         from blendkit.pairranker.plot import plot_ranking
 
-        summary["plot"] = os.path.abspath(plot_ranking(records, results, args.plot))
+        key = args.score_keys[0] if args.score_keys else None
+        summary["plot"] = os.path.abspath(plot_ranking(records, results, args.plot, key))
     print(json.dumps(summary, indent=2))
 
 

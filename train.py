@@ -17,16 +17,32 @@ import pytorch_lightning as pl
 from pytorch_lightning.cli import LightningCLI
 
 
+class BlendkitCLI(LightningCLI):
+    def before_fit(self) -> None:
+        # Checkpoints go to <default_root_dir>/checkpoints, one fixed place, so that
+        # `--ckpt_path last` finds the previous run's (Lightning's default is a new
+        # lightning_logs/version_N folder per run, where "last" finds nothing).
+        for callback in self.trainer.checkpoint_callbacks:
+            if callback.dirpath is None:
+                callback.dirpath = os.path.join(self.trainer.default_root_dir, "checkpoints")
+
+
 def cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:
+    """Run the CLI on ``args`` (None: the command line)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import blendkit.pairranker.datamodule  # noqa: F401  (so class_path entries resolve)
     import blendkit.pairranker.module  # noqa: F401
 
-    return LightningCLI(pl.LightningModule, pl.LightningDataModule, subclass_mode_model=True,
-                        subclass_mode_data=True, save_config_kwargs={"overwrite": True}, args=args, run=run)
+    return BlendkitCLI(pl.LightningModule, pl.LightningDataModule, subclass_mode_model=True,
+                       subclass_mode_data=True, save_config_kwargs={"overwrite": True}, args=args, run=run)
+
+
+def main(argv: list[str]) -> None:
+    sys.argv = [sys.argv[0], *argv]  # LightningCLI reads sys.argv itself (without our --debug)
+    cli(None)
 
 
 if __name__ == "__main__":
     from blendkit.cli_errors import run_cli
 
-    sys.exit(run_cli(cli))
+    sys.exit(run_cli(main))

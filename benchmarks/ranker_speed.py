@@ -61,7 +61,8 @@ def main(argv: list[str]) -> None:
     from blendkit.offline import resolve_model
     from blendkit.pairranker import PairRankerModel, Ranker
     from blendkit.pairranker.batch import rank_dataset
-    from blendkit.pairranker.encoding import PairEncoder, source_text
+    from blendkit.data import source_text
+    from blendkit.pairranker.encoding import PairEncoder
     from blendkit.pairranker.module import _freeze_bottom
 
     torch.manual_seed(0)

@@ -4,6 +4,7 @@ from .errors import ConfigError, DataError
 from .load import LoadResult, Skipped, load_mixinstruct, resolve_pool, validate_row
 from .pairs import build_pairs
 from .scores import ScoreSpec
+from .text import source_text
 
 __all__ = ["ConfigError", "DataError", "LoadResult", "Skipped", "ScoreSpec", "build_pairs", "load_mixinstruct",
-           "resolve_pool", "validate_row"]
+           "resolve_pool", "source_text", "validate_row"]

@@ -20,6 +20,7 @@ import gzip
 import json
 import math
 import os
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal, Sequence
@@ -65,7 +66,8 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def validate_row(obj: Any, source: str, location: str, required_scores: Sequence[str] = ()) -> dict:
+def validate_row(obj: Any, source: str, location: str, required_scores: Sequence[str] = (),
+                 require_output: bool = False) -> dict:
     """Check one parsed row and return it in canonical form (all fields present, typed)."""
 
     def fail(field_path: str | None, problem: str) -> DataError:
@@ -86,6 +88,8 @@ def validate_row(obj: Any, source: str, location: str, required_scores: Sequence
         if value is not None and not isinstance(value, str):
             raise fail(name, f"expected a string, got {_type_name(value)}.")
 
+    if require_output and not obj.get("output"):
+        raise fail("output", "missing or empty; the reference answer is the training target of the fuser.")
     candidates = obj.get("candidates")
     if candidates is None:
         raise fail("candidates", "missing; expected a list of {model, text, scores} objects.")
@@ -108,6 +112,8 @@ def validate_row(obj: Any, source: str, location: str, required_scores: Sequence
             raise fail(f"{path}.scores", f"expected an object of name -> number, got {_type_name(scores)}.")
         clean_scores = {}
         for key, value in scores.items():
+            if value is None:  # Arrow fills keys that other candidates have with null: absent, not bad
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise fail(f"{path}.scores.{key}", f"expected a finite number, got {value!r}.")
             clean_scores[key] = float(value)
@@ -142,8 +148,11 @@ def _read_local(path: str) -> Iterator[tuple[str, Any]]:
     try:
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as err:
-        raise DataError(path, None, None, f"cannot read the file ({err}).") from None
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(path, None, None, f"cannot read the file ({type(err).__name__}: {err}).",
+                        "Is it a complete, uncorrupted file (gzip for .gz)?") from None
+    if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark, as some editors write
+        raw = raw[3:]
     if not raw.strip():
         raise DataError(path, None, None, "the file is empty: no rows to load.")
 
@@ -157,8 +166,9 @@ def _read_local(path: str) -> Iterator[tuple[str, Any]]:
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as err:
-            raise DataError(path, location, None, f"not valid UTF-8 (byte 0x{line[err.start]:02x} at column "
-                            f"{err.start + 1}).", "Re-encode the file as UTF-8.") from None
+            yield location, _BadJSON(f"not valid UTF-8 (byte 0x{line[err.start]:02x} at column {err.start + 1}); "
+                                     "re-encode the file as UTF-8.")
+            continue
         try:
             yield location, json.loads(text)
         except json.JSONDecodeError as err:
@@ -247,6 +257,7 @@ def load_mixinstruct(
     min_candidates: int = 2,
     on_error: OnError = "raise",
     limit: int | None = None,
+    require_output: bool = False,
 ) -> LoadResult:
     """Load and validate MixInstruct-format rows.
 
@@ -257,6 +268,7 @@ def load_mixinstruct(
             (usually a typo).
         required_scores: score keys every candidate must carry (e.g. ``["judge"]`` for training).
         min_candidates: rows with fewer candidates (after pool filtering) are bad rows.
+        require_output: the reference ``output`` must be a non-empty string (fuser training).
         on_error: ``"raise"`` stops at the first bad row with a :class:`DataError`;
             ``"skip"`` leaves bad rows out and lists them in ``LoadResult.skipped``.
         limit: stop after this many valid rows.
@@ -284,7 +296,7 @@ def load_mixinstruct(
             reject(DataError(source, location, None, obj.problem))
             continue
         try:
-            row = validate_row(obj, source, location, required_scores)
+            row = validate_row(obj, source, location, required_scores, require_output)
         except DataError as err:
             reject(err)
             continue

@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import LoadResult, ScoreSpec
-from .encoding import source_text
+from ..data.text import source_text
 from .inference import Ranker, RankResult
 from .metrics import RankingMetrics
 
@@ -35,7 +35,7 @@ def rank_dataset(
     ds = data.dataset
     has_scores = score_spec is not None and all(
         all(c["scores"].get(k) is not None for k in score_spec.keys) for cands in ds["candidates"] for c in cands)
-    metrics = RankingMetrics(score_spec.keys) if has_scores else None
+    metrics = RankingMetrics(score_spec.keys, full_order=aggregation != "knockout") if has_scores else None
     records, results = [], []
     bar = tqdm(total=len(ds), desc=f"ranking ({aggregation})", unit="row", disable=not progress)
     for start in range(0, len(ds), rows_per_batch):

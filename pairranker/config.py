@@ -12,6 +12,10 @@ SOURCE_TOKEN = "<source>"
 CANDIDATE_A_TOKEN = "<candidate_a>"
 CANDIDATE_B_TOKEN = "<candidate_b>"
 MARKER_TOKENS = (SOURCE_TOKEN, CANDIDATE_A_TOKEN, CANDIDATE_B_TOKEN)
+# Words whose embeddings the markers start from (see blendkit/markers.py).
+MARKER_WORDS = {SOURCE_TOKEN: "question", CANDIDATE_A_TOKEN: "first answer", CANDIDATE_B_TOKEN: "second answer"}
+# Encoders whose position ids start after the padding index (RoBERTa family): 2 positions are unusable.
+OFFSET_POSITION_MODELS = ("roberta", "xlm-roberta", "camembert", "data2vec-text", "xlm-roberta-xl")
 
 # Each part is followed by one [SEP]; the sequence starts with [CLS]; each part has its marker.
 SPECIAL_TOKENS_PER_PAIR = 1 + 3 * 2
@@ -55,10 +59,12 @@ class PairRankerConfig(PreTrainedConfig):
         if not 0.0 <= self.head_dropout < 1.0:
             raise ConfigError(f"head_dropout must be in [0, 1), got {self.head_dropout!r}.")
         limit = getattr(self.encoder, "max_position_embeddings", None)
+        if limit is not None and getattr(self.encoder, "model_type", "") in OFFSET_POSITION_MODELS:
+            limit -= (self.encoder.pad_token_id or 0) + 1
         if limit is not None and self.pair_max_length > limit:
             raise ConfigError(
                 f"source_max_length + 2 * candidate_max_length + {SPECIAL_TOKENS_PER_PAIR} special tokens "
-                f"= {self.pair_max_length} exceeds the encoder's max_position_embeddings ({limit}); got "
+                f"= {self.pair_max_length} exceeds the encoder's {limit} usable positions; got "
                 f"source_max_length={self.source_max_length}, candidate_max_length={self.candidate_max_length}.")
 
     @property

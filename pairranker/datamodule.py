@@ -16,7 +16,8 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
 from ..data import ScoreSpec, build_pairs, load_mixinstruct
-from .encoding import EncodedRow, PairEncoder, source_text
+from ..data.text import source_text
+from .encoding import EncodedRow, PairEncoder
 
 
 class RankedRows:

@@ -27,11 +27,6 @@ class EncodedRow:
     candidates: list[EncodedText]
 
 
-def source_text(instruction: str, input_text: str = "") -> str:
-    """The text the ranker and fuser see as the prompt: instruction, then the optional input."""
-    return f"{instruction}\n{input_text}" if input_text else instruction
-
-
 class PairEncoder:
     """Turns texts into the ranker's pair inputs; ``collate`` pads a list of pairs into a batch."""
 
@@ -53,7 +48,9 @@ class PairEncoder:
     def encode_texts(self, texts: Sequence[str], budget: int) -> list[EncodedText]:
         if not texts:
             return []
-        ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+        # split_special_tokens: an answer that contains "<candidate_b>" must not produce the marker itself.
+        ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False,
+                             split_special_tokens=True)["input_ids"]
         return [EncodedText(seq[:budget], len(seq)) for seq in ids]
 
     def encode_rows(self, sources: Sequence[str], candidate_lists: Sequence[Sequence[str]]) -> list[EncodedRow]:

@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
 from .aggregation import AGGREGATIONS, knockout, max_logits, max_wins, ranks_from_scores
-from .encoding import EncodedRow, PairEncoder, source_text
+from ..data.text import source_text
+from .encoding import EncodedRow, PairEncoder
 from .model import PairRankerModel
 
 

@@ -19,9 +19,13 @@ class RankingMetrics(Metric):
     full_state_update = False
     higher_is_better = True
 
-    def __init__(self, score_keys: Sequence[str] = ("judge",), tie_eps: float = 1e-6, **kwargs):
+    def __init__(self, score_keys: Sequence[str] = ("judge",), tie_eps: float = 1e-6, full_order: bool = True,
+                 **kwargs):
+        """``full_order=False`` (knockout rankings): only top-1 figures are reported, since the rest
+        of a knockout order is partial and would make pair accuracy and correlations misleading."""
         super().__init__(**kwargs)
         self.score_keys = tuple(score_keys)
+        self.full_order = full_order
         self.tie_eps = tie_eps
         k = len(self.score_keys)
         self.add_state("top1_sum", default=torch.zeros(k, dtype=torch.float64), dist_reduce_fx="sum")
@@ -67,8 +71,9 @@ class RankingMetrics(Metric):
             suffix = "" if k == 0 else f"_{key}"
             out[f"top1{suffix}"] = 100 * self.top1_sum[k] / rows
             out[f"oracle{suffix}"] = 100 * self.oracle_sum[k] / rows
-        out["pair_acc"] = 100 * self.pairs_correct / self.pairs_total.clamp(min=1)
-        out["spearman"] = self.spearman_sum / self.corr_rows.clamp(min=1)
-        out["kendall"] = self.kendall_sum / self.corr_rows.clamp(min=1)
+        if self.full_order:
+            out["pair_acc"] = 100 * self.pairs_correct / self.pairs_total.clamp(min=1)
+            out["spearman"] = self.spearman_sum / self.corr_rows.clamp(min=1)
+            out["kendall"] = self.kendall_sum / self.corr_rows.clamp(min=1)
         out["rows"] = self.rows
         return {name: value.float() for name, value in out.items()}

@@ -20,7 +20,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from .config import MARKER_TOKENS, PairRankerConfig
+from ..markers import add_marker_tokens, init_marker_embeddings
+from .config import MARKER_WORDS, PairRankerConfig
 
 NUM_LENGTH_FEATURES = 2  # log1p(full length in tokens) / 8, truncated flag
 DROPOUT_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout")
@@ -66,7 +67,7 @@ class PairRankerModel(PreTrainedModel):
         """A new ranker on a pretrained encoder (Hub id or local path), with its extended tokenizer.
 
         The marker tokens are added to the tokenizer and the embedding matrix is grown to match
-        (new rows start at the mean embedding). Only the scoring head is randomly initialised.
+        (each marker starts from the embedding of a describing word). Only the scoring head is random.
         ``encoder_dropout`` overrides the backbone's dropout rates (0 makes CPU training ~3x faster:
         drawing dropout masks dominates a CPU forward pass).
 
@@ -74,14 +75,15 @@ class PairRankerModel(PreTrainedModel):
             >>> model, tokenizer = PairRankerModel.from_backbone(minilm_path, candidate_max_length=128)  # doctest: +SKIP
         """
         tokenizer = AutoTokenizer.from_pretrained(backbone)
-        tokenizer.add_special_tokens({"additional_special_tokens": list(MARKER_TOKENS)})
+        add_marker_tokens(tokenizer, MARKER_WORDS)
         encoder_config = AutoConfig.from_pretrained(backbone)
         if encoder_dropout is not None:
             for name in DROPOUT_FIELDS:
                 if hasattr(encoder_config, name):
                     setattr(encoder_config, name, encoder_dropout)
         encoder = AutoModel.from_pretrained(backbone, config=encoder_config)
-        encoder.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+        encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        init_marker_embeddings(encoder.get_input_embeddings(), tokenizer, MARKER_WORDS)
         config = PairRankerConfig(encoder=encoder.config.to_dict(), **config_kwargs)
         config.encoder.vocab_size = len(tokenizer)
         model = cls(config)

@@ -7,24 +7,23 @@ The trained artefact is ``self.model`` (a plain `transformers` model) plus ``sel
 
 from __future__ import annotations
 
-import os
-
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 from torch import nn
-from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAccuracy
-from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+from transformers import AutoTokenizer
 
-from ..atomic import save_dir_atomically
-from ..export import KIND_KEY
+from ..export import KIND_KEY, TOKENIZER_KEY
 from ..offline import resolve_model
+from ..training import (adamw_with_warmup, export_model, plain_model, tokenizer_files, tokenizer_from_files,
+                        wrap_lora)
 from .aggregation import AGGREGATIONS
 from .datamodule import RankedRows
 from .encoding import PairEncoder
 from .inference import Ranker
 from .metrics import RankingMetrics
+from .config import PairRankerConfig
 from .model import PairRankerModel
 
 
@@ -35,6 +34,7 @@ class PairRankerModule(pl.LightningModule):
         init_from: a saved PairRankerModel folder to continue training instead (overrides backbone).
         source_max_length, candidate_max_length, head_hidden_size, head_dropout, use_length_features:
             see :class:`PairRankerConfig`.
+        model_config: set by checkpoints (the built architecture); leave it unset.
         encoder_dropout: override the backbone's dropout (None keeps it; 0 is ~3x faster on CPU).
         learning_rate / head_learning_rate: AdamW learning rates of the encoder and the new head.
         warmup_ratio: share of steps with linear warm-up; then linear decay to 0.
@@ -70,12 +70,18 @@ class PairRankerModule(pl.LightningModule):
         val_aggregation: str = "max_logits",
         eval_batch_size: int = 64,
         export_dir: str | None = None,
+        model_config: dict | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
         if val_aggregation not in AGGREGATIONS:
             raise ValueError(f"model.val_aggregation must be one of {AGGREGATIONS}, got {val_aggregation!r}")
-        if init_from:
+        self.tokenizer = None
+        if model_config:
+            # Loading a checkpoint: the architecture and tokenizer come from the checkpoint itself,
+            # so neither the backbone nor init_from needs to exist any more (see on_load_checkpoint).
+            self.model = PairRankerModel(PairRankerConfig.from_dict(model_config))
+        elif init_from:
             self.model = PairRankerModel.from_pretrained(init_from)
             self.tokenizer = AutoTokenizer.from_pretrained(init_from)
         else:
@@ -83,19 +89,14 @@ class PairRankerModule(pl.LightningModule):
                 resolve_model(backbone), source_max_length=source_max_length,
                 candidate_max_length=candidate_max_length, head_hidden_size=head_hidden_size,
                 head_dropout=head_dropout, use_length_features=use_length_features, encoder_dropout=encoder_dropout)
-        self.pair_encoder = PairEncoder(self.tokenizer, self.model.config)
+        self.pair_encoder = PairEncoder(self.tokenizer, self.model.config) if self.tokenizer is not None else None
         if gradient_checkpointing:
-            self.model.gradient_checkpointing_enable()
+            self.model.activation_checkpointing_enable()
         if freeze_layers:
             _freeze_bottom(self.model.encoder, freeze_layers)
         if lora_r > 0:
-            from peft import LoraConfig, get_peft_model
-
-            self.model = get_peft_model(self.model, LoraConfig(
-                r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-                target_modules=lora_target_modules or _attention_projections(self.model.encoder),
-                modules_to_save=["head"]))
-        self.train_loss = MeanMetric()
+            self.model = wrap_lora(self.model, lora_r, lora_alpha, lora_dropout, lora_target_modules,
+                                   modules_to_save=["head"])
         self.train_pair_acc = BinaryAccuracy()
         self.val_metrics: RankingMetrics | None = None
 
@@ -103,7 +104,7 @@ class PairRankerModule(pl.LightningModule):
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
         keys = getattr(datamodule, "score_keys", ("judge",))
-        self.val_metrics = RankingMetrics(keys)
+        self.val_metrics = RankingMetrics(keys, full_order=self.hparams.val_aggregation != "knockout")
 
     def forward(self, **batch) -> torch.Tensor:
         return self.model(**batch).logits
@@ -140,35 +141,32 @@ class PairRankerModule(pl.LightningModule):
         head_params, encoder_params = [], []
         for name, param in self.model.named_parameters():
             if param.requires_grad:
-                (head_params if ".head." in f".{name}" else encoder_params).append(param)
-        groups = [{"params": encoder_params, "lr": self.hparams.learning_rate},
-                  {"params": head_params, "lr": self.hparams.head_learning_rate}]
-        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=self.hparams.weight_decay)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(self.hparams.warmup_ratio * total), total)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+                (head_params if ".head." in f".{name}" else encoder_params).append((name, param))
+        return adamw_with_warmup([{"params": encoder_params, "lr": self.hparams.learning_rate},
+                                  {"params": head_params, "lr": self.hparams.head_learning_rate}],
+                                 self.hparams.weight_decay, self.hparams.warmup_ratio,
+                                 self.trainer.estimated_stepping_batches)
 
     # ------------------------------------------------------------------------------------------ #
     def trained_model(self, merge_lora: bool = True) -> PairRankerModel:
         """The plain transformers model (LoRA merged into the weights unless ``merge_lora=False``)."""
-        model = self.model
-        if merge_lora and hasattr(model, "merge_and_unload"):
-            import copy
-
-            model = copy.deepcopy(model).merge_and_unload()
-        return model
+        return plain_model(self.model, merge_lora)
 
     @rank_zero_only
     def export(self, directory: str, merge_lora: bool = True) -> str:
         """Write safetensors weights, config and tokenizer to ``directory`` (atomically replaced).
         With LoRA and ``merge_lora=False`` only the adapter (and the head) is saved."""
-        model = self.trained_model(merge_lora)
-        save_dir_atomically(directory, lambda tmp: (model.save_pretrained(tmp), self.tokenizer.save_pretrained(tmp)))
-        rank_zero_info(f"[blendkit] exported ranker to {os.path.abspath(directory)}")
-        return directory
+        return export_model(self.model, self.tokenizer, directory, merge_lora, what="ranker")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[KIND_KEY] = "pairranker"
+        checkpoint["hyper_parameters"]["model_config"] = _base_config(self.model).to_dict()
+        checkpoint[TOKENIZER_KEY] = tokenizer_files(self.tokenizer)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self.tokenizer is None:
+            self.tokenizer = tokenizer_from_files(checkpoint[TOKENIZER_KEY])
+            self.pair_encoder = PairEncoder(self.tokenizer, _base_config(self.model))
 
     def on_fit_end(self) -> None:
         if self.hparams.export_dir:
@@ -194,11 +192,7 @@ def _freeze_bottom(encoder: nn.Module, num_layers: int) -> None:
             param.requires_grad_(False)
 
 
-def _attention_projections(encoder: nn.Module) -> list[str]:
-    """Default LoRA targets: the query/value projections, whatever the backbone calls them."""
-    names = {name.split(".")[-1] for name, _ in encoder.named_modules()}
-    for query, value in (("query", "value"), ("query_proj", "value_proj"), ("q_proj", "v_proj"), ("q", "v")):
-        if query in names and value in names:
-            return [query, value]
-    raise ValueError("model.lora_target_modules: cannot guess the attention projections of this backbone; "
-                     "name them (e.g. [query, value]).")
+
+def _base_config(model: nn.Module) -> PairRankerConfig:
+    """The PairRankerConfig of a plain or peft-wrapped ranker."""
+    return model.get_base_model().config if hasattr(model, "get_base_model") else model.config

@@ -10,7 +10,8 @@ import numpy as np
 from .inference import RankResult
 
 
-def plot_ranking(records: Sequence[dict], results: Sequence[RankResult], path: str) -> str:
+def plot_ranking(records: Sequence[dict], results: Sequence[RankResult], path: str,
+                 score_key: str | None = "judge") -> str:
     """Write a PNG with (left) top-1 picks per source model, ranker vs. oracle when scores exist,
     and (right) the ranker's pairwise win rate of each model over each other model."""
     import matplotlib
@@ -23,10 +24,8 @@ def plot_ranking(records: Sequence[dict], results: Sequence[RankResult], path: s
     picks = Counter(r["candidates"][res.best]["model"] for r, res in zip(records, results))
     oracle = Counter()
     for r in records:
-        scored = [c for c in r["candidates"] if c.get("scores")]
-        if scored and len(scored) == len(r["candidates"]):
-            key = next(iter(scored[0]["scores"]))
-            oracle[max(scored, key=lambda c: c["scores"].get(key, float("-inf")))["model"]] += 1
+        if score_key and all(score_key in (c.get("scores") or {}) for c in r["candidates"]):
+            oracle[max(r["candidates"], key=lambda c: c["scores"][score_key])["model"]] += 1
 
     wins = np.zeros((len(models), len(models)))
     games = np.zeros((len(models), len(models)))
@@ -45,7 +44,7 @@ def plot_ranking(records: Sequence[dict], results: Sequence[RankResult], path: s
     y = np.arange(len(models))
     axes[0].barh(y - 0.2, [picks[m] for m in models], height=0.4, label="ranker top-1")
     if oracle:
-        axes[0].barh(y + 0.2, [oracle[m] for m in models], height=0.4, label="oracle (best score)")
+        axes[0].barh(y + 0.2, [oracle[m] for m in models], height=0.4, label=f"oracle (best {score_key})")
     axes[0].set_yticks(y, models, fontsize=8)
     axes[0].invert_yaxis()
     axes[0].set_xlabel("rows picked")

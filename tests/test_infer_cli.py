@@ -10,6 +10,7 @@ import torch
 from helpers import ROOT, make_row, write_jsonl
 
 import infer
+from blendkit.data import DataError
 from blendkit.pairranker import PairRankerModel
 
 
@@ -40,6 +41,9 @@ def test_rank_writes_one_row_per_input_with_ranks_and_metrics(ranker_dir, rows_f
     assert set(summary["metrics"]) >= {"top1", "pair_acc", "spearman", "kendall", "oracle"}
     assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(out).st_mode & 0o777 == 0o666 & ~umask  # a normal file, not mkstemp's private one
 
 
 def test_rank_compact_and_knockout(ranker_dir, rows_file, tmp_path, capsys):
@@ -48,7 +52,9 @@ def test_rank_compact_and_knockout(ranker_dir, rows_file, tmp_path, capsys):
                 "--aggregation", "knockout", "--quiet"])
     row = json.loads(out.read_text().splitlines()[0])
     assert set(row) == {"id", "candidates"} and set(row["candidates"][0]) == {"model", "rank", "ranker_score"}
-    assert json.loads(capsys.readouterr().out)["metrics"]["comparisons"] == 6 * 2 * 3
+    metrics = json.loads(capsys.readouterr().out)["metrics"]
+    assert metrics["comparisons"] == 6 * 2 * 3
+    assert "pair_acc" not in metrics and "top1" in metrics  # a knockout order is partial: top-1 only
 
 
 def test_skip_option_counts_bad_rows(ranker_dir, tmp_path, capsys):
@@ -84,7 +90,7 @@ def test_previous_output_survives_a_failed_run(ranker_dir, rows_file, tmp_path):
     out = tmp_path / "ranked.jsonl"
     out.write_text("previous results\n")
     bad = write_jsonl(tmp_path / "bad.jsonl", ["{"])
-    with pytest.raises(Exception):
+    with pytest.raises(DataError):
         infer.main(["rank", "--data", bad, "--model", ranker_dir, "--output", str(out), "--quiet"])
     assert out.read_text() == "previous results\n"
 

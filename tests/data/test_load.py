@@ -133,3 +133,44 @@ def test_json_array_rows_are_located_by_index_and_line(tmp_path):
     with pytest.raises(DataError) as info:
         load_mixinstruct(str(path))
     assert info.value.location.startswith("row 1 (line ") and info.value.field == "candidates[1].model"
+
+
+def test_non_utf8_line_can_be_skipped(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(json.dumps(make_row("a", [0, 1])).encode() + b"\n" + '{"id": "caf\xe9"}'.encode("latin-1") + b"\n"
+                     + json.dumps(make_row("b", [0, 1])).encode() + b"\n")
+    result = load_mixinstruct(str(path), on_error="skip")
+    assert result.dataset["id"] == ["a", "b"]
+    assert result.skipped[0].location == "line 2" and "not valid UTF-8" in result.skipped[0].reason
+
+
+def test_saved_dataset_round_trip_with_uneven_score_keys(tmp_path):
+    rows = _rows(2)
+    del rows[0]["candidates"][0]["scores"]["bleu"]  # Arrow will fill it with null when saved
+    first = load_mixinstruct(write_jsonl(tmp_path / "rows.jsonl", rows))
+    first.dataset.save_to_disk(str(tmp_path / "saved"))
+    again = load_mixinstruct(str(tmp_path / "saved"), required_scores=["judge"])
+    assert again.dataset["id"] == ["r0", "r1"]
+    with pytest.raises(DataError, match=r"row 0, field 'candidates\[0\].scores.bleu': missing"):
+        load_mixinstruct(str(tmp_path / "saved"), required_scores=["bleu"])
+
+
+def test_byte_order_mark_and_corrupt_gzip(tmp_path):
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps(make_row("a", [0, 1])).encode() + b"\n")
+    assert load_mixinstruct(str(bom)).dataset["id"] == ["a"]
+    corrupt = tmp_path / "corrupt.jsonl.gz"
+    write_jsonl(corrupt, _rows(50), gz=True)
+    corrupt.write_bytes(corrupt.read_bytes()[:200])
+    with pytest.raises(DataError, match="corrupt.jsonl.gz: cannot read the file"):
+        load_mixinstruct(str(corrupt))
+    not_gzip = tmp_path / "plain.jsonl.gz"
+    not_gzip.write_text("hello")
+    with pytest.raises(DataError, match="plain.jsonl.gz: cannot read the file"):
+        load_mixinstruct(str(not_gzip))
+
+
+def test_offline_hub_id_gives_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError, match="some-user/some-dataset: cannot load it with `datasets`"):
+        load_mixinstruct("some-user/some-dataset")

@@ -84,3 +84,15 @@ def test_pair_option_errors():
         build_pairs(np.zeros(3), "all", ties="drop")
     with pytest.raises(ConfigError, match="pairs_per_row"):
         build_pairs(np.zeros(3), "random", k=0)
+
+
+def test_top_bottom_with_ties_and_random_reaching_k_despite_ties():
+    scores = np.array([1.0, 1.0, 1.0, 1.0, 2.0, 0.0])
+    skip = build_pairs(scores, "top_bottom", k=3, ties="skip", rng=np.random.default_rng(0))
+    assert [frozenset((i, j)) for i, j, _ in skip] == [frozenset((4, 5))]  # the 2 other contrasts are ties
+    half = build_pairs(scores, "top_bottom", k=3, ties="half", rng=np.random.default_rng(0))
+    assert sorted(label for *_, label in half).count(0.5) == 2
+    many_ties = np.array([0.5] * 8 + [0.1, 0.9])
+    pairs = build_pairs(many_ties, "random", k=10, ties="skip", rng=np.random.default_rng(0))
+    assert len(pairs) == 10 and all(label in (0.0, 1.0) for *_, label in pairs)
+    _check_labels(many_ties, pairs)

@@ -19,7 +19,7 @@ def test_config_rejects_a_window_longer_than_the_encoder(tiny_backbone):
     from transformers import AutoConfig
 
     encoder = AutoConfig.from_pretrained(tiny_backbone).to_dict()
-    with pytest.raises(ConfigError, match=r"= 519 exceeds the encoder's max_position_embeddings \(512\)"):
+    with pytest.raises(ConfigError, match=r"= 519 exceeds the encoder's 512 usable positions"):
         PairRankerConfig(encoder=encoder, source_max_length=256, candidate_max_length=128)
     with pytest.raises(ConfigError, match="candidate_max_length must be a positive integer"):
         PairRankerConfig(encoder=encoder, candidate_max_length=0)
@@ -53,6 +53,12 @@ def test_from_backbone_keeps_pretrained_weights_and_adds_markers(tiny_backbone, 
         else:
             torch.testing.assert_close(ours[name], tensor, msg=name)
     assert model.encoder.pooler is None
+    # Markers start from their describing words, distinct from each other (they may stay frozen).
+    embeddings = model.encoder.get_input_embeddings().weight
+    marker_rows = embeddings[tokenizer.convert_tokens_to_ids(list(MARKER_TOKENS))]
+    assert torch.cdist(marker_rows, marker_rows).triu(1)[torch.triu(torch.ones(3, 3), 1).bool()].min() > 1e-3
+    second = tokenizer("second answer", add_special_tokens=False)["input_ids"]
+    torch.testing.assert_close(marker_rows[2], embeddings[second].mean(0))
 
 
 def test_save_pretrained_round_trip_gives_identical_logits(tiny_ranker, tmp_path):
@@ -94,3 +100,10 @@ def test_empty_candidate_still_has_a_segment(tiny_ranker):
     _, batch = _batch(model, tokenizer, [("q", "", "answer")])
     assert (batch["segment_ids"] == 1).sum() == 2  # its marker and SEP
     assert torch.isfinite(model(**batch).logits).all()
+
+
+def test_marker_text_inside_an_answer_is_not_a_marker(tiny_ranker):
+    model, tokenizer = tiny_ranker
+    encoder = PairEncoder(tokenizer, model.config)
+    row = encoder.encode_rows(["q"], [["I say <candidate_b> here", "b"]])[0]
+    assert encoder.b_marker not in row.candidates[0].ids

@@ -40,8 +40,7 @@ def test_fit_validates_checkpoints_resumes_and_exports(tiny_backbone, data_files
     assert metrics["val_top1"] <= metrics["val_oracle"] + 1e-4
     steps_per_epoch = -(-24 * 6 // 8)
     assert run.trainer.global_step == 2 * steps_per_epoch
-    last = glob.glob(str(tmp_path / "**" / "last.ckpt"), recursive=True)
-    assert len(last) == 1
+    assert os.path.exists(tmp_path / "checkpoints" / "last.ckpt")
 
     # The export is a plain transformers folder equal to the trained weights.
     exported = PairRankerModel.from_pretrained(tmp_path / "export")
@@ -49,10 +48,28 @@ def test_fit_validates_checkpoints_resumes_and_exports(tiny_backbone, data_files
     assert all(torch.equal(exported.state_dict()[k], v) for k, v in trained.items())
     Ranker.from_pretrained(str(tmp_path / "export")).rank("q", ["a", "b", "c"])
 
-    # Resume from the last checkpoint: the step count continues and the optimizer state is restored.
-    resumed = cli(_args(tiny_backbone, data_files, tmp_path, "--trainer.max_epochs", "3", "--ckpt_path", last[0]))
+    # Resume with `--ckpt_path last`: the step count continues and the optimizer state is restored.
+    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    resumed = cli(_args(tiny_backbone, data_files, tmp_path, "--trainer.max_epochs", "3", "--ckpt_path", "last"))
     assert resumed.trainer.global_step == 3 * steps_per_epoch
-    assert resumed.trainer.current_epoch == 3
+    state = resumed.trainer.optimizers[0].state_dict()["state"]
+    assert state and all(int(s["step"]) == 3 * steps_per_epoch for s in state.values())  # Adam state continued
+    assert int(next(iter(saved["optimizer_states"][0]["state"].values()))["step"]) == 2 * steps_per_epoch
+
+
+def test_checkpoint_exports_without_the_backbone(tiny_backbone, data_files, tmp_path):
+    import shutil
+
+    import infer
+
+    backbone = shutil.copytree(tiny_backbone, tmp_path / "backbone")
+    cli(_args(str(backbone), data_files, tmp_path, "--trainer.max_epochs", "1", "--data.val_file", "null"))
+    shutil.rmtree(backbone)  # the checkpoint carries the architecture and the tokenizer itself
+    infer.main(["export", "--checkpoint", str(tmp_path / "checkpoints" / "last.ckpt"), "--output",
+                str(tmp_path / "from_ckpt")])
+    a = PairRankerModel.from_pretrained(tmp_path / "export").state_dict()
+    b = PairRankerModel.from_pretrained(tmp_path / "from_ckpt").state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_training_learns_the_length_signal(tiny_backbone, data_files, tmp_path):
@@ -72,6 +89,13 @@ def test_lora_trains_adapters_and_head_only(tiny_backbone, data_files, tmp_path)
     fresh, _ = PairRankerModel.from_backbone(tiny_backbone, source_max_length=16, candidate_max_length=24,
                                              head_hidden_size=16)
     assert not torch.equal(merged.head[0].weight, fresh.head[0].weight)  # the trained head was saved
+    # The LoRA checkpoint exports (merged) to the same weights
+    import infer
+
+    infer.main(["export", "--checkpoint", str(tmp_path / "checkpoints" / "last.ckpt"), "--output",
+                str(tmp_path / "from_ckpt")])
+    from_ckpt = PairRankerModel.from_pretrained(tmp_path / "from_ckpt").state_dict()
+    assert all(torch.equal(from_ckpt[k], v) for k, v in merged.state_dict().items())
     # Adapter-only export
     run.model.export(str(tmp_path / "adapter"), merge_lora=False)
     assert os.path.exists(tmp_path / "adapter" / "adapter_config.json")
