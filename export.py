@@ -1,7 +1,8 @@
 """Turn what training wrote (a Lightning checkpoint, or a saved model folder) into a Hub-style folder.
 
-The folder holds ``model.safetensors``, ``config.json`` and the tokenizer (with the ranker's added
-marker tokens) and loads with ``PairRankerModel.from_pretrained`` / ``Ranker.from_pretrained``.
+The folder holds ``model.safetensors``, ``config.json`` and the tokenizer (with the added marker
+tokens) and loads with ``Ranker.from_pretrained`` / ``Fuser.from_pretrained`` (or the plain
+transformers classes).
 Checkpoints are read with ``torch.load(weights_only=True)``: no pickled code is ever executed.
 """
 
@@ -53,20 +54,41 @@ def export_checkpoint(checkpoint: str, output: str, merge_lora: bool = True) -> 
             convert_zero_checkpoint_to_fp32_state_dict(checkpoint, single)  # gathers the ZeRO shards
             return export_checkpoint(single, output, merge_lora)
     if os.path.isdir(checkpoint):
-        from transformers import AutoModel, AutoTokenizer
-
-        from . import pairranker  # noqa: F401  (registers the blendkit model types with AutoModel)
-
-        model = AutoModel.from_pretrained(checkpoint, use_safetensors=True)
-        tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-        return save_dir_atomically(output, lambda tmp: (model.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
+        return _copy_model_folder(checkpoint, output)
 
     kind = checkpoint_kind(checkpoint)
     if kind == "pairranker":
         from .pairranker.module import PairRankerModule
 
         module = PairRankerModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
+    elif kind == "genfuser":
+        from .genfuser.module import GenFuserModule
+
+        module = GenFuserModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
     else:
         raise DataError(checkpoint, None, KIND_KEY, f"unknown model kind {kind!r}.")
     module.export(output, merge_lora=merge_lora)
     return output
+
+
+def _copy_model_folder(source: str, output: str) -> str:
+    """Re-save a model folder (ranker or fuser) through transformers: safetensors, config, tokenizer."""
+    import shutil
+
+    from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from . import pairranker  # noqa: F401  (registers the blendkit model types with AutoModel)
+
+    config = AutoConfig.from_pretrained(source)
+    auto = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModel
+    model = auto.from_pretrained(source, use_safetensors=True)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+
+    def write(tmp: str) -> None:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        for extra in ("blendkit_fuser.json", "README.md"):
+            if os.path.exists(os.path.join(source, extra)):
+                shutil.copy(os.path.join(source, extra), tmp)
+
+    return save_dir_atomically(output, write)

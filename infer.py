@@ -1,6 +1,7 @@
 """Batch inference with trained blendkit models.
 
     python infer.py rank   --data FILE --model DIR --output OUT.jsonl [--pool pool12.txt] [--plot OUT.png]
+    python infer.py fuse   --data FILE --model FUSER_DIR [--ranker DIR] --output OUT.jsonl [--top-k 3]
     python infer.py export --checkpoint CKPT_OR_DIR --output DIR
 
 Errors in the input name file, line and field; add --debug for a full traceback.
@@ -60,6 +61,44 @@ def cmd_rank(args: argparse.Namespace) -> None:
     print(json.dumps(summary, indent=2))
 
 
+def cmd_fuse(args: argparse.Namespace) -> None:
+    from blendkit.data import load_mixinstruct
+    from blendkit.genfuser import Fuser
+    from blendkit.genfuser.batch import fuse_dataset
+    from blendkit.genfuser.metrics import FusionMetrics
+
+    _check_output(args.output)
+    data = load_mixinstruct(args.data, split=args.split, pool=args.pool, on_error=args.on_error, limit=args.limit,
+                            min_candidates=1)
+    print(data.summary(), file=sys.stderr)
+    for skip in data.skipped:
+        print(f"  skipped {args.data}, {skip.location}, field {skip.field}: {skip.reason}", file=sys.stderr)
+    fuser = Fuser.from_pretrained(args.model, device=args.device, batch_size=args.batch_size)
+    ranker = None
+    if args.ranker:
+        from blendkit.pairranker import Ranker
+
+        ranker = Ranker.from_pretrained(args.ranker, device=args.device)
+    generate = {"num_beams": args.num_beams, "max_new_tokens": args.max_new_tokens or fuser.formatter.target_max_length,
+                "no_repeat_ngram_size": args.no_repeat_ngram_size}
+    if args.do_sample:
+        generate.update(do_sample=True, temperature=args.temperature, top_p=args.top_p)
+    bertscore = None if args.bertscore_model.lower() == "none" else args.bertscore_model
+    metrics = FusionMetrics(bertscore) if not args.no_metrics else None
+    start = time.time()
+    records, values = fuse_dataset(fuser, data, ranker=ranker, top_k=args.top_k, metrics=metrics,
+                                   progress=not args.quiet, **generate)
+    _write_jsonl(args.output, records)
+    summary = {"rows": len(records), "skipped": len(data.skipped), "seconds": round(time.time() - start, 1),
+               "output": os.path.abspath(args.output)}
+    if values:
+        summary["metrics"] = values
+    for record in records[:args.show]:
+        print(f"\n### {record['id']}: {record['instruction'][:160]!r}\n  fused from {record['fused_from']}:\n  "
+              f"{record['fused'][:400]!r}", file=sys.stderr)
+    print(json.dumps(summary, indent=2))
+
+
 def _show_examples(records: list[dict], count: int) -> None:
     """Print a few ranked rows for a person to look at (to stderr, so stdout stays JSON)."""
     for record in records[:count]:
@@ -110,6 +149,31 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--show", type=int, default=0, help="print the top 3 of the first N rows")
     rank.add_argument("--quiet", action="store_true", help="no progress bar")
     rank.set_defaults(func=cmd_rank)
+
+    fuse = sub.add_parser("fuse", help="fuse each row's top-K candidates with a GenFuser")
+    fuse.add_argument("--data", required=True, help="MixInstruct rows (e.g. the output of infer.py rank)")
+    fuse.add_argument("--split", default=None)
+    fuse.add_argument("--model", required=True, help="fuser directory")
+    fuse.add_argument("--ranker", default=None, help="rank candidates with this ranker first (else: the file's "
+                      "rank fields, else the order given)")
+    fuse.add_argument("--output", required=True)
+    fuse.add_argument("--pool", default=None)
+    fuse.add_argument("--top-k", type=int, default=None, help="candidates fused per row (default: the fuser's)")
+    fuse.add_argument("--num-beams", type=int, default=1)
+    fuse.add_argument("--max-new-tokens", type=int, default=None)
+    fuse.add_argument("--no-repeat-ngram-size", type=int, default=3)
+    fuse.add_argument("--do-sample", action="store_true")
+    fuse.add_argument("--temperature", type=float, default=0.7)
+    fuse.add_argument("--top-p", type=float, default=0.9)
+    fuse.add_argument("--batch-size", type=int, default=8)
+    fuse.add_argument("--device", default=None)
+    fuse.add_argument("--on-error", default="raise", choices=["raise", "skip"])
+    fuse.add_argument("--limit", type=int, default=None)
+    fuse.add_argument("--bertscore-model", default="minilm", help="encoder for BERTScore ('none' to skip it)")
+    fuse.add_argument("--no-metrics", action="store_true", help="do not score against the rows' references")
+    fuse.add_argument("--show", type=int, default=0, help="print the first N fused answers")
+    fuse.add_argument("--quiet", action="store_true")
+    fuse.set_defaults(func=cmd_fuse)
 
     export = sub.add_parser("export", help="Lightning checkpoint -> Hugging Face folder (safetensors, tokenizer)")
     export.add_argument("--checkpoint", required=True, help="a .ckpt file from train.py, or a saved model folder")

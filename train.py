@@ -1,6 +1,7 @@
 """Train blendkit models with Lightning's CLI; every knob lives in a YAML recipe under configs/.
 
     python train.py fit --config configs/pairranker/minilm_cpu.yaml
+    python train.py fit --config configs/genfuser/minilm_cpu.yaml
     python train.py fit --config configs/pairranker/minilm_cpu.yaml --trainer.max_epochs 3
     python train.py fit --config configs/pairranker/minilm_cpu.yaml --ckpt_path last     # resume
     python train.py fit --print_config --config configs/pairranker/lora.yaml           # show all knobs
@@ -30,7 +31,9 @@ class BlendkitCLI(LightningCLI):
 def cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:
     """Run the CLI on ``args`` (None: the command line)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import blendkit.pairranker.datamodule  # noqa: F401  (so class_path entries resolve)
+    import blendkit.genfuser.datamodule  # noqa: F401  (so class_path entries resolve)
+    import blendkit.genfuser.module  # noqa: F401
+    import blendkit.pairranker.datamodule  # noqa: F401
     import blendkit.pairranker.module  # noqa: F401
 
     return BlendkitCLI(pl.LightningModule, pl.LightningDataModule, subclass_mode_model=True,

@@ -19,9 +19,7 @@ import os
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data", "alpacaeval_mix")
+from common import ROOT, SHARED, train_recipe
 
 
 def main(argv: list[str]) -> None:
@@ -31,7 +29,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--output", required=True)
     parser.add_argument("--pool", default=os.path.join(SHARED, "pool12.txt"), help="file of model names, or 'all'")
     parser.add_argument("--recipe", default=os.path.join(ROOT, "configs", "pairranker", "minilm_cpu.yaml"))
-    parser.add_argument("--train-minutes", type=float, default=25.0, help="training time budget (trainer.max_time)")
+    parser.add_argument("--train-minutes", type=float, default=26.0, help="training time budget (trainer.max_time)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--aggregation", default="max_logits")
     parser.add_argument("--score-key", default="judge")
@@ -39,25 +37,14 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more LightningCLI overrides")
     args = parser.parse_args(argv)
 
-    sys.path.insert(0, ROOT)
-    from train import cli
-
     from blendkit.atomic import atomic_open
     from blendkit.data import ScoreSpec, load_mixinstruct
     from blendkit.pairranker import Ranker
     from blendkit.pairranker.batch import baselines, longer_is_better_accuracy, rank_dataset
 
     os.makedirs(args.output, exist_ok=True)
-    model_dir = os.path.join(args.output, "model")
-    minutes = int(args.train_minutes)
-    seconds = int(round((args.train_minutes - minutes) * 60))
-    t0 = time.time()
-    cli(["fit", "--config", args.recipe, "--data.train_file", args.train, "--data.val_file", "null",
-         "--data.train_pool", "null", "--trainer.max_epochs", str(args.epochs),
-         "--trainer.max_time", f"00:00:{minutes:02d}:{seconds:02d}", "--trainer.enable_progress_bar", "false",
-         "--trainer.default_root_dir", os.path.join(args.output, "train"), "--model.export_dir", model_dir,
-         *args.extra])
-    train_seconds = time.time() - t0
+    model_dir, train_seconds = train_recipe(args.recipe, args.train, args.output, args.train_minutes, args.epochs,
+                                            args.extra)
 
     eval_data = load_mixinstruct(args.eval, pool=args.pool, required_scores=[args.score_key], limit=args.limit)
     ranker = Ranker.from_pretrained(model_dir)

@@ -122,11 +122,20 @@ def validate_row(obj: Any, source: str, location: str, required_scores: Sequence
                 raise fail(f"{path}.scores.{key}", f"missing; the score key '{key}' was requested "
                            f"(present: {sorted(clean_scores) or 'none'}).")
         decoding = cand.get("decoding_method", "")
+        rank = cand.get("rank")
+        if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
+            raise fail(f"{path}.rank", f"expected a positive integer (1 = best), got {rank!r}.")
+        ranker_score = cand.get("ranker_score")
+        if ranker_score is not None and (isinstance(ranker_score, bool) or not isinstance(ranker_score, (int, float))):
+            raise fail(f"{path}.ranker_score", f"expected a number, got {ranker_score!r}.")
         clean_candidates.append({
             "model": cand["model"],
             "text": cand["text"],
             "decoding_method": decoding if isinstance(decoding, str) else str(decoding),
             "scores": clean_scores,
+            # kept from `infer.py rank` output, so a ranked file can be fused without ranking again
+            "rank": rank,
+            "ranker_score": None if ranker_score is None else float(ranker_score),
         })
     return {
         "id": str(row_id),
@@ -136,6 +145,13 @@ def validate_row(obj: Any, source: str, location: str, required_scores: Sequence
         "dataset": obj.get("dataset") or "",
         "candidates": clean_candidates,
     }
+
+
+def candidate_record(cand: dict) -> dict:
+    """A loaded candidate as it goes back out: null scores (Arrow's filler) and empty ranks dropped."""
+    out = {k: v for k, v in cand.items() if k not in ("scores", "rank", "ranker_score") or v is not None}
+    out["scores"] = {n: v for n, v in cand["scores"].items() if v is not None}
+    return out
 
 
 # --------------------------------------------------------------------------------------------- #

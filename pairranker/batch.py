@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data import LoadResult, ScoreSpec
+from ..data import LoadResult, ScoreSpec, candidate_record
 from ..data.text import source_text
 from .inference import Ranker, RankResult
 from .metrics import RankingMetrics
@@ -47,8 +47,7 @@ def rank_dataset(
             candidates = chunk["candidates"][k]
             record = {name: chunk[name][k] for name in ("id", "instruction", "input", "output", "dataset")}
             record["candidates"] = [
-                {**cand, "scores": {n: v for n, v in cand["scores"].items() if v is not None},
-                 "rank": rank, "ranker_score": float(score)}
+                {**candidate_record(cand), "rank": rank, "ranker_score": float(score)}
                 for cand, rank, score in zip(candidates, result.ranks, result.scores)]
             records.append(record)
             if metrics is not None:

@@ -100,3 +100,47 @@ def test_export_from_folder_round_trips(ranker_dir, tmp_path, capsys):
     a = PairRankerModel.from_pretrained(ranker_dir).state_dict()
     b = PairRankerModel.from_pretrained(tmp_path / "exported").state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def fuser_dir(tiny_backbone, tmp_path_factory):
+    from blendkit.genfuser import build_fuser
+
+    torch.manual_seed(0)
+    model, tokenizer = build_fuser(tiny_backbone, max_candidates=2)
+    path = tmp_path_factory.mktemp("fuser")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    (path / "blendkit_fuser.json").write_text(json.dumps(
+        {"top_k": 2, "source_max_length": 16, "candidate_max_length": 16, "target_max_length": 8}))
+    return str(path)
+
+
+def test_fuse_uses_the_ranks_of_a_ranked_file(ranker_dir, fuser_dir, rows_file, tmp_path, capsys):
+    ranked = tmp_path / "ranked.jsonl"
+    infer.main(["rank", "--data", rows_file, "--model", ranker_dir, "--output", str(ranked), "--quiet"])
+    capsys.readouterr()
+    fused = tmp_path / "fused.jsonl"
+    infer.main(["fuse", "--data", str(ranked), "--model", fuser_dir, "--output", str(fused), "--quiet",
+                "--bertscore-model", "none", "--max-new-tokens", "5"])
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["metrics"]["selection"] == "ranks in file"
+    assert {"fused_rougeL", "selected_rougeL", "gain_rougeL", "fused_bleu"} <= set(summary["metrics"])
+    for row, source in zip(map(json.loads, fused.read_text().splitlines()), map(json.loads, ranked.read_text().splitlines())):
+        order = [c["model"] for c in sorted(source["candidates"], key=lambda c: c["rank"])]
+        assert row["fused_from"] == order[:2]
+        assert row["selected"]["model"] == order[0] and isinstance(row["fused"], str)
+        assert [c["rank"] for c in row["candidates"]] == [c["rank"] for c in source["candidates"]]
+
+
+def test_fuse_with_a_ranker_and_file_order(ranker_dir, fuser_dir, rows_file, tmp_path, capsys):
+    out = tmp_path / "fused.jsonl"
+    infer.main(["fuse", "--data", rows_file, "--model", fuser_dir, "--ranker", ranker_dir, "--output", str(out),
+                "--quiet", "--no-metrics", "--max-new-tokens", "4", "--top-k", "1"])
+    summary = json.loads(capsys.readouterr().out)
+    assert "metrics" not in summary and summary["rows"] == 6
+    assert all(len(json.loads(line)["fused_from"]) == 1 for line in out.read_text().splitlines())
+    infer.main(["fuse", "--data", rows_file, "--model", fuser_dir, "--output", str(out), "--quiet",
+                "--bertscore-model", "none", "--max-new-tokens", "4"])
+    assert json.loads(capsys.readouterr().out)["metrics"]["selection"] == "file order"
+    assert json.loads(out.read_text().splitlines()[0])["fused_from"] == ["m0", "m1"]

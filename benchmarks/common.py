@@ -1,0 +1,28 @@
+"""What the quality benchmarks share: where the shared data lives, and training a recipe on a time budget."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data", "alpacaeval_mix")
+sys.path.insert(0, ROOT)
+
+
+def train_recipe(recipe: str, train_file: str, output: str, minutes: float, epochs: int,
+                 extra: list[str]) -> tuple[str, float]:
+    """Fit ``recipe`` on ``train_file`` for at most ``epochs`` epochs and ``minutes`` minutes (no
+    validation); returns (exported model folder, seconds spent)."""
+    from train import cli
+
+    model_dir = os.path.join(output, "model")
+    whole, seconds = int(minutes), int(round((minutes % 1) * 60))
+    start = time.time()
+    cli(["fit", "--config", recipe, "--data.train_file", train_file, "--data.val_file", "null",
+         "--data.train_pool", "null", "--trainer.max_epochs", str(epochs),
+         "--trainer.max_time", f"00:00:{whole:02d}:{seconds:02d}", "--trainer.enable_progress_bar", "false",
+         "--trainer.default_root_dir", os.path.join(output, "train"), "--model.export_dir", model_dir, *extra])
+    return model_dir, time.time() - start

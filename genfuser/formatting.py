@@ -1,0 +1,101 @@
+"""The fuser's input: ``<source> instruction <cand1> A <cand2> B <cand3> C`` with a budget per part.
+
+Each part is tokenized on its own and truncated to its budget, so every candidate keeps its share of
+the encoder window however long the others are. The model's own special tokens frame the whole
+sequence (``[CLS] … [SEP]`` for BERT, ``… </s>`` for T5).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ..data.errors import ConfigError
+from .model import SOURCE_MARKER, candidate_marker
+
+
+class FuserFormatter:
+    def __init__(self, tokenizer, top_k: int = 3, source_max_length: int = 128, candidate_max_length: int = 128,
+                 target_max_length: int = 128, max_positions: int | None = None):
+        for name, value in (("top_k", top_k), ("source_max_length", source_max_length),
+                            ("candidate_max_length", candidate_max_length), ("target_max_length", target_max_length)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
+        self.tokenizer = tokenizer
+        self.top_k, self.source_max_length = top_k, source_max_length
+        self.candidate_max_length, self.target_max_length = candidate_max_length, target_max_length
+        self.prefix, self.suffix = _framing(tokenizer)
+        markers = [SOURCE_MARKER] + [candidate_marker(k) for k in range(1, top_k + 1)]
+        ids = tokenizer.convert_tokens_to_ids(markers)
+        if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids:
+            raise ConfigError(f"top_k={top_k} needs the markers {markers}, which this fuser's tokenizer lacks; "
+                              "use a top_k no larger than the one the fuser was built with.")
+        self.source_marker, self.candidate_markers = ids[0], ids[1:]
+        self.eos_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        if max_positions is not None and self.source_length > max_positions:
+            raise ConfigError(f"source_max_length + top_k * (candidate_max_length + 1) + framing = "
+                              f"{self.source_length} exceeds the encoder's {max_positions} positions; got "
+                              f"source_max_length={source_max_length}, candidate_max_length={candidate_max_length}, "
+                              f"top_k={top_k}.")
+
+    @property
+    def source_length(self) -> int:
+        """Longest possible encoder input."""
+        return (len(self.prefix) + 1 + self.source_max_length + self.top_k * (1 + self.candidate_max_length)
+                + len(self.suffix))
+
+    def _ids(self, texts: Sequence[str], budget: int) -> list[list[int]]:
+        if not texts:
+            return []
+        encoded = self.tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=budget,
+                                 verbose=False)
+        return encoded["input_ids"]
+
+    def encode_sources(self, prompts: Sequence[str], candidate_lists: Sequence[Sequence[str]]) -> list[list[int]]:
+        """Encoder inputs; ``candidate_lists[i]`` holds at most ``top_k`` texts, best first."""
+        for k, texts in enumerate(candidate_lists):
+            if len(texts) > self.top_k:
+                raise ValueError(f"row {k}: {len(texts)} candidates given but top_k={self.top_k}; select first.")
+        prompt_ids = self._ids(prompts, self.source_max_length)
+        flat = self._ids([t for texts in candidate_lists for t in texts], self.candidate_max_length)
+        sources, start = [], 0
+        for ids, texts in zip(prompt_ids, candidate_lists):
+            seq = [*self.prefix, self.source_marker, *ids]
+            for k in range(len(texts)):
+                seq += [self.candidate_markers[k], *flat[start + k]]
+            sources.append(seq + self.suffix)
+            start += len(texts)
+        return sources
+
+    def encode_targets(self, texts: Sequence[str]) -> list[list[int]]:
+        """Decoder labels: the text's tokens, then end-of-sequence (the model prepends its start token)."""
+        return [ids + [self.eos_id] for ids in self._ids(texts, self.target_max_length - 1)]
+
+    def collate(self, sources: Sequence[list[int]], targets: Sequence[list[int]] | None = None,
+                ) -> dict[str, torch.Tensor]:
+        width = max(len(s) for s in sources)
+        input_ids = torch.full((len(sources), width), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(sources), width), dtype=torch.long)
+        for k, seq in enumerate(sources):
+            input_ids[k, :len(seq)] = torch.tensor(seq)
+            attention_mask[k, :len(seq)] = 1
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if targets is not None:
+            t_width = max(len(t) for t in targets)
+            labels = torch.full((len(targets), t_width), -100, dtype=torch.long)
+            for k, seq in enumerate(targets):
+                labels[k, :len(seq)] = torch.tensor(seq)
+            batch["labels"] = labels
+        return batch
+
+
+def _framing(tokenizer) -> tuple[list[int], list[int]]:
+    """The special tokens the tokenizer puts before and after a text ([CLS]/[SEP], </s>, <s>/</s>)."""
+    plain = tokenizer("fuse", add_special_tokens=False)["input_ids"]
+    framed = tokenizer("fuse", add_special_tokens=True)["input_ids"]
+    for start in range(len(framed) - len(plain) + 1):
+        if framed[start:start + len(plain)] == plain:
+            return framed[:start], framed[start + len(plain):]
+    return [], []

@@ -1,0 +1,118 @@
+"""Fuser: the small inference API over a trained GenFuser.
+
+    >>> fuser = Fuser.from_pretrained("runs/genfuser/minilm_cpu/export")          # doctest: +SKIP
+    >>> fuser.fuse(["Name a prime."], [["7 is prime.", "2 is the only even prime.", "9"]])
+    [FuseResult(id=None, fused='…', fused_from=[0, 1, 2])]
+
+Candidates are taken best first: give them already ranked, pass ``ranks`` (1 = best, as
+``infer.py rank`` writes them), or a ``ranker`` (a :class:`blendkit.pairranker.Ranker`) to rank them
+here. Any ``generate`` option passes through (``num_beams``, ``do_sample``, ``max_new_tokens``, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data.text import source_text
+from .formatting import FuserFormatter
+from .model import load_fuser
+
+SETTINGS_FILE = "blendkit_fuser.json"
+
+
+@dataclass
+class FuseResult:
+    id: str | None
+    fused: str
+    fused_from: list[int]  # indices into the row's candidates, best first
+
+
+class Fuser:
+    def __init__(self, model, tokenizer, top_k: int = 3, source_max_length: int = 96, candidate_max_length: int = 128,
+                 target_max_length: int = 128, batch_size: int = 8, device: str | torch.device | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.formatter = FuserFormatter(tokenizer, top_k, source_max_length, candidate_max_length, target_max_length)
+        self.batch_size = batch_size
+        if device is not None:
+            self.model.to(device)
+
+    @classmethod
+    def from_pretrained(cls, path: str, device: str | None = None, dtype: torch.dtype | None = None,
+                        batch_size: int = 8) -> "Fuser":
+        """Load a fuser folder written by training (``export_dir``) or ``infer.py export``."""
+        model, tokenizer = load_fuser(path, dtype)
+        settings_path = os.path.join(path, SETTINGS_FILE)
+        settings = {}
+        if os.path.exists(settings_path):
+            with open(settings_path, encoding="utf-8") as f:
+                settings = json.load(f)
+        return cls(model, tokenizer, batch_size=batch_size, device=device, **settings)
+
+    @property
+    def top_k(self) -> int:
+        return self.formatter.top_k
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def select(self, candidates: Sequence[str], ranks: Sequence[int] | None, top_k: int) -> list[int]:
+        """Indices of the candidates to fuse, best first."""
+        if ranks is None:
+            return list(range(min(top_k, len(candidates))))
+        if len(ranks) != len(candidates):
+            raise ValueError(f"got {len(ranks)} ranks for {len(candidates)} candidates")
+        return sorted(range(len(candidates)), key=lambda i: (ranks[i], i))[:top_k]
+
+    def fuse(
+        self,
+        instructions: Sequence[str] | str,
+        candidates: Sequence[Sequence[str]] | Sequence[str],
+        top_k: int | None = None,
+        ranks: Sequence[Sequence[int]] | None = None,
+        ranker=None,
+        inputs: Sequence[str] | None = None,
+        ids: Sequence[str] | None = None,
+        progress: bool = False,
+        **generate_kwargs,
+    ) -> list[FuseResult]:
+        """Fuse each row's top-K candidates into one answer."""
+        if isinstance(instructions, str):
+            instructions, candidates = [instructions], [candidates]  # type: ignore[list-item]
+            ranks = [ranks] if ranks is not None and ranks and isinstance(ranks[0], int) else ranks
+            inputs = [inputs] if isinstance(inputs, str) else inputs
+        top_k = top_k or self.top_k
+        if top_k > self.top_k:
+            raise ValueError(f"top_k={top_k} but this fuser was trained for at most {self.top_k} candidates")
+        if len(instructions) != len(candidates):
+            raise ValueError(f"got {len(instructions)} instructions but {len(candidates)} candidate lists")
+        for k, texts in enumerate(candidates):
+            if not texts:
+                raise ValueError(f"row {k} ({ids[k] if ids else 'no id'}) has no candidates to fuse")
+        inputs = list(inputs) if inputs is not None else [""] * len(instructions)
+        if ranker is not None and ranks is None:
+            ranks = [r.ranks for r in ranker.rank(list(instructions), [list(c) for c in candidates], inputs=inputs)]
+        chosen = [self.select(texts, ranks[k] if ranks is not None else None, top_k)
+                  for k, texts in enumerate(candidates)]
+        sources = self.formatter.encode_sources([source_text(q, x) for q, x in zip(instructions, inputs)],
+                                                [[texts[i] for i in pick] for texts, pick in zip(candidates, chosen)])
+        options = {"max_new_tokens": self.formatter.target_max_length, "num_beams": 1, **generate_kwargs}
+        order = sorted(range(len(sources)), key=lambda k: len(sources[k]))  # similar lengths share a batch
+        fused: list[str] = [""] * len(sources)
+        with torch.inference_mode():
+            for start in tqdm(range(0, len(order), self.batch_size), desc="fusing", unit="batch",
+                              disable=not progress, leave=False):
+                chunk = order[start:start + self.batch_size]
+                batch = self.formatter.collate([sources[k] for k in chunk])
+                output = self.model.generate(**{n: t.to(self.device) for n, t in batch.items()}, **options)
+                for k, text in zip(chunk, self.tokenizer.batch_decode(output, skip_special_tokens=True)):
+                    fused[k] = text.strip()
+        ids = list(ids) if ids is not None else [None] * len(sources)
+        return [FuseResult(ids[k], fused[k], chosen[k]) for k in range(len(sources))]
