@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -10,6 +11,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data", "alpacaeval_mix")
 sys.path.insert(0, ROOT)
+
+
+def add_common_args(parser, recipe: str, minutes: float, epochs: int) -> None:
+    """The options both quality benchmarks take: data, output, recipe and training budget."""
+    parser.add_argument("--train", default=os.path.join(SHARED, "train.jsonl.gz"))
+    parser.add_argument("--eval", default=os.path.join(SHARED, "val.jsonl.gz"))
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--pool", default=os.path.join(SHARED, "pool12.txt"), help="EVAL candidate pool, or 'all'")
+    parser.add_argument("--recipe", default=os.path.join(ROOT, "configs", recipe))
+    parser.add_argument("--train-minutes", type=float, default=minutes, help="training time budget (max_time)")
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N rows (smoke tests)")
+    parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more LightningCLI overrides")
 
 
 def train_recipe(recipe: str, train_file: str, output: str, minutes: float, epochs: int,

@@ -19,21 +19,13 @@ import os
 import sys
 import time
 
-from common import ROOT, SHARED, train_recipe
+from common import add_common_args, train_recipe
 
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train", default=os.path.join(SHARED, "train.jsonl.gz"))
-    parser.add_argument("--eval", default=os.path.join(SHARED, "val.jsonl.gz"))
-    parser.add_argument("--output", required=True)
+    add_common_args(parser, "genfuser/minilm_cpu.yaml", minutes=25.0, epochs=6)
     parser.add_argument("--ranker", default=None, help="rank EVAL's candidates with this ranker (default: oracle)")
-    parser.add_argument("--pool", default=os.path.join(SHARED, "pool12.txt"), help="EVAL candidate pool, or 'all'")
-    parser.add_argument("--recipe", default=os.path.join(ROOT, "configs", "genfuser", "minilm_cpu.yaml"))
-    parser.add_argument("--train-minutes", type=float, default=25.0, help="training time budget")
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--limit", type=int, default=None, help="fuse only the first N rows (smoke tests)")
-    parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more LightningCLI overrides")
     args = parser.parse_args(argv)
 
     from blendkit.atomic import atomic_open

@@ -19,22 +19,14 @@ import os
 import sys
 import time
 
-from common import ROOT, SHARED, train_recipe
+from common import add_common_args, train_recipe
 
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train", default=os.path.join(SHARED, "train.jsonl.gz"))
-    parser.add_argument("--eval", default=os.path.join(SHARED, "val.jsonl.gz"))
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--pool", default=os.path.join(SHARED, "pool12.txt"), help="file of model names, or 'all'")
-    parser.add_argument("--recipe", default=os.path.join(ROOT, "configs", "pairranker", "minilm_cpu.yaml"))
-    parser.add_argument("--train-minutes", type=float, default=26.0, help="training time budget (trainer.max_time)")
-    parser.add_argument("--epochs", type=int, default=3)
+    add_common_args(parser, "pairranker/minilm_cpu.yaml", minutes=26.0, epochs=3)
     parser.add_argument("--aggregation", default="max_logits")
     parser.add_argument("--score-key", default="judge")
-    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N rows (smoke tests)")
-    parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more LightningCLI overrides")
     args = parser.parse_args(argv)
 
     from blendkit.atomic import atomic_open

@@ -3,7 +3,7 @@
     python benchmarks/ranker_speed.py [--model runs/ranker_quality/model] [--rows 20]
 
 Prints JSON with:
-  train:     training pairs/s of the CPU recipe (dropout 0, 2 frozen layers) vs. a plain fine-tune
+  train:     training pairs/s of the CPU recipe (dropout 0, 3 frozen layers) vs. a plain fine-tune
              (backbone dropout, nothing frozen), same lengths and batch size;
   inference: comparisons/s of the full matrix with length bucketing vs. without (input order);
   knockout:  forward passes, time and top-1 quality of knockout vs. the full matrix (max_logits)
@@ -20,9 +20,7 @@ import time
 
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data", "alpacaeval_mix")
+from common import SHARED
 
 
 def train_pairs_per_second(model, encoder, rows, steps: int, batch_size: int) -> float:
@@ -53,8 +51,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--rows", type=int, default=20, help="val rows for inference / knockout timing")
     parser.add_argument("--train-steps", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--source-max-length", type=int, default=64)
-    parser.add_argument("--candidate-max-length", type=int, default=128)
+    parser.add_argument("--source-max-length", type=int, default=48)
+    parser.add_argument("--candidate-max-length", type=int, default=96)
+    parser.add_argument("--freeze-layers", type=int, default=3)
     args = parser.parse_args(argv)
 
     from blendkit.data import ScoreSpec, load_mixinstruct
@@ -72,7 +71,7 @@ def main(argv: list[str]) -> None:
 
     # --- training throughput ------------------------------------------------------------------
     figures = {}
-    for name, dropout, frozen in (("plain", None, 0), ("cpu_recipe", 0.0, 2)):
+    for name, dropout, frozen in (("plain", None, 0), ("cpu_recipe", 0.0, args.freeze_layers)):
         model, tokenizer = PairRankerModel.from_backbone(resolve_model("minilm"), encoder_dropout=dropout, **lengths)
         if frozen:
             _freeze_bottom(model.encoder, frozen)
@@ -85,10 +84,9 @@ def main(argv: list[str]) -> None:
 
     # --- inference: bucketing ------------------------------------------------------------------
     if args.model:
-        model, tokenizer = PairRankerModel.from_pretrained(args.model), None
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(args.model)
+        model, tokenizer = PairRankerModel.from_pretrained(args.model), AutoTokenizer.from_pretrained(args.model)
     model.eval()
     spec = ScoreSpec(("judge",))
     timings = {}
@@ -118,5 +116,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, ROOT)
     main(sys.argv[1:])
