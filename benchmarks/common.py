@@ -40,3 +40,18 @@ def train_recipe(recipe: str, train_file: str, output: str, minutes: float, epoc
          "--trainer.max_time", f"00:00:{whole:02d}:{seconds:02d}", "--trainer.enable_progress_bar", "false",
          "--trainer.default_root_dir", os.path.join(output, "train"), "--model.export_dir", model_dir, *extra])
     return model_dir, time.time() - start
+
+
+def write_outputs(output: str, predictions: list[dict], report: dict) -> None:
+    """DIR/predictions.jsonl and DIR/metrics.json (atomically), then the report as one JSON line."""
+    import json
+
+    from blendkit.atomic import atomic_open
+
+    report["predictions"] = os.path.join(output, "predictions.jsonl")
+    with atomic_open(report["predictions"]) as f:
+        for row in predictions:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    with atomic_open(os.path.join(output, "metrics.json")) as f:
+        json.dump(report, f, indent=2)
+    print(json.dumps(report))

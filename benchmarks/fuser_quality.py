@@ -14,12 +14,11 @@ Which candidates are fused: the top-K by --ranker when given, else the top-K by 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 
-from common import add_common_args, train_recipe
+from common import add_common_args, train_recipe, write_outputs
 
 
 def main(argv: list[str]) -> None:
@@ -28,7 +27,6 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--ranker", default=None, help="rank EVAL's candidates with this ranker (default: oracle)")
     args = parser.parse_args(argv)
 
-    from blendkit.atomic import atomic_open
     from blendkit.data import ScoreSpec, load_mixinstruct
     from blendkit.genfuser import Fuser
     from blendkit.genfuser.batch import fuse_dataset
@@ -60,18 +58,11 @@ def main(argv: list[str]) -> None:
     t1 = time.time()
     records, metrics = fuse_dataset(fuser, data, ranker=ranker, metrics=FusionMetrics("minilm"))
     fuse_seconds = time.time() - t1
-    out_path = os.path.join(args.output, "predictions.jsonl")
-    with atomic_open(out_path) as f:
-        for r in records:
-            f.write(json.dumps({"id": r["id"], "fused": r["fused"], "fused_from": r["fused_from"],
-                                "selected": r["selected"]["text"]}, ensure_ascii=False) + "\n")
+    predictions = [{"id": r["id"], "fused": r["fused"], "fused_from": r["fused_from"],
+                    "selected": r["selected"]["text"]} for r in records]
     report = {**metrics, "selection": "ranker" if ranker else "oracle (judge)", "eval_rows": len(records),
-              "train_seconds": round(train_seconds), "fuse_seconds": round(fuse_seconds),
-              "predictions": out_path, "model": model_dir}
-    with atomic_open(os.path.join(args.output, "metrics.json")) as f:
-        json.dump(report, f, indent=2)
-    print(json.dumps(report))
-
+              "train_seconds": round(train_seconds), "fuse_seconds": round(fuse_seconds), "model": model_dir}
+    write_outputs(args.output, predictions, report)
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -14,12 +14,11 @@ Training trains on every candidate of TRAIN (pool "all"); evaluation uses --pool
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 
-from common import add_common_args, train_recipe
+from common import add_common_args, train_recipe, write_outputs
 
 
 def main(argv: list[str]) -> None:
@@ -29,7 +28,6 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--score-key", default="judge")
     args = parser.parse_args(argv)
 
-    from blendkit.atomic import atomic_open
     from blendkit.data import ScoreSpec, load_mixinstruct
     from blendkit.pairranker import Ranker
     from blendkit.pairranker.batch import baselines, longer_is_better_accuracy, rank_dataset
@@ -43,22 +41,14 @@ def main(argv: list[str]) -> None:
     t1 = time.time()
     records, metrics, _ = rank_dataset(ranker, eval_data, args.aggregation, ScoreSpec((args.score_key,)))
     rank_seconds = time.time() - t1
-    out_path = os.path.join(args.output, "predictions.jsonl")
-    with atomic_open(out_path) as f:
-        for record in records:
-            f.write(json.dumps({"id": record["id"], "candidates": [
-                {"model": c["model"], "rank": c["rank"], "ranker_score": c["ranker_score"]}
-                for c in record["candidates"]]}) + "\n")
-
+    predictions = [{"id": r["id"], "candidates": [
+        {"model": c["model"], "rank": c["rank"], "ranker_score": c["ranker_score"]} for c in r["candidates"]]}
+        for r in records]
     report = {**metrics, "aggregation": args.aggregation, "eval_rows": len(eval_data),
               "baselines": {**baselines(eval_data, args.score_key),
                             "longer_is_better_pair_acc": longer_is_better_accuracy(eval_data, args.score_key)},
-              "train_seconds": round(train_seconds), "rank_seconds": round(rank_seconds),
-              "predictions": out_path, "model": model_dir}
-    with atomic_open(os.path.join(args.output, "metrics.json")) as f:
-        json.dump(report, f, indent=2)
-    print(json.dumps(report))
-
+              "train_seconds": round(train_seconds), "rank_seconds": round(rank_seconds), "model": model_dir}
+    write_outputs(args.output, predictions, report)
 
 if __name__ == "__main__":
     main(sys.argv[1:])
