@@ -78,6 +78,7 @@ def _copy_model_folder(source: str, output: str) -> str:
     from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer
 
     from . import pairranker  # noqa: F401  (registers the blendkit model types with AutoModel)
+    from .genfuser.inference import SETTINGS_FILE
 
     config = AutoConfig.from_pretrained(source)
     auto = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModel
@@ -87,7 +88,7 @@ def _copy_model_folder(source: str, output: str) -> str:
     def write(tmp: str) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        for extra in ("blendkit_fuser.json", "README.md"):
+        for extra in (SETTINGS_FILE, "README.md"):
             if os.path.exists(os.path.join(source, extra)):
                 shutil.copy(os.path.join(source, extra), tmp)
 

@@ -27,16 +27,12 @@ def _write_jsonl(path: str, records) -> None:
 
 
 def cmd_rank(args: argparse.Namespace) -> None:
-    from blendkit.data import ScoreSpec, load_mixinstruct
+    from blendkit.data import ScoreSpec
     from blendkit.offline import resolve_model
     from blendkit.pairranker import Ranker
     from blendkit.pairranker.batch import rank_dataset
 
-    _check_output(args.output)
-    data = load_mixinstruct(args.data, split=args.split, pool=args.pool, on_error=args.on_error, limit=args.limit)
-    print(data.summary(), file=sys.stderr)
-    for skip in data.skipped:
-        print(f"  skipped {args.data}, {skip.location}, field {skip.field}: {skip.reason}", file=sys.stderr)
+    data = _load_input(args)
     ranker = Ranker.from_pretrained(resolve_model(args.model), device=args.device, batch_size=args.batch_size)
     spec = ScoreSpec(tuple(args.score_keys)) if args.score_keys else None
     start = time.time()
@@ -62,17 +58,11 @@ def cmd_rank(args: argparse.Namespace) -> None:
 
 
 def cmd_fuse(args: argparse.Namespace) -> None:
-    from blendkit.data import load_mixinstruct
     from blendkit.genfuser import Fuser
     from blendkit.genfuser.batch import fuse_dataset
     from blendkit.genfuser.metrics import FusionMetrics
 
-    _check_output(args.output)
-    data = load_mixinstruct(args.data, split=args.split, pool=args.pool, on_error=args.on_error, limit=args.limit,
-                            min_candidates=1)
-    print(data.summary(), file=sys.stderr)
-    for skip in data.skipped:
-        print(f"  skipped {args.data}, {skip.location}, field {skip.field}: {skip.reason}", file=sys.stderr)
+    data = _load_input(args, min_candidates=1)
     fuser = Fuser.from_pretrained(args.model, device=args.device, batch_size=args.batch_size)
     ranker = None
     if args.ranker:
@@ -116,6 +106,19 @@ def cmd_export(args: argparse.Namespace) -> None:
 
     path = export_checkpoint(args.checkpoint, args.output, merge_lora=not args.adapter_only)
     print(json.dumps({"exported": os.path.abspath(path)}))
+
+
+def _load_input(args: argparse.Namespace, **options):
+    """Check the output path first (fail before any work), then load --data and report skipped rows."""
+    from blendkit.data import load_mixinstruct
+
+    _check_output(args.output)
+    data = load_mixinstruct(args.data, split=args.split, pool=args.pool, on_error=args.on_error, limit=args.limit,
+                            **options)
+    print(data.summary(), file=sys.stderr)
+    for message in data.skip_messages():
+        print(f"  {message}", file=sys.stderr)
+    return data
 
 
 def _check_output(path: str) -> None:

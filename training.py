@@ -54,6 +54,11 @@ def wrap_lora(model: nn.Module, r: int, alpha: int, dropout: float, target_modul
     return get_peft_model(model, config)
 
 
+def base_model(model: nn.Module) -> nn.Module:
+    """The `transformers` model inside a plain or peft-wrapped model (no copy, no merge)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def plain_model(model: nn.Module, merge_lora: bool = True) -> nn.Module:
     """The `transformers` model inside a (possibly peft-wrapped) model; LoRA merged into a copy."""
     if merge_lora and hasattr(model, "merge_and_unload"):

@@ -50,6 +50,10 @@ class LoadResult:
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def skip_messages(self) -> list[str]:
+        """One line per skipped row: file, location, field and reason."""
+        return [f"skipped {self.source}, {s.location}, field {s.field}: {s.reason}" for s in self.skipped]
+
     def summary(self) -> str:
         text = f"{self.source}: {len(self.dataset)} rows loaded"
         if self.skipped:
@@ -145,6 +149,10 @@ def validate_row(obj: Any, source: str, location: str, required_scores: Sequence
         "dataset": obj.get("dataset") or "",
         "candidates": clean_candidates,
     }
+
+
+# The top-level fields of a row that outputs carry over from the input.
+ROW_FIELDS = ("id", "instruction", "input", "output", "dataset")
 
 
 def candidate_record(cand: dict) -> dict:

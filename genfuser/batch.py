@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from tqdm.auto import tqdm
 
-from ..data import LoadResult, candidate_record
+from ..data import ROW_FIELDS, LoadResult, candidate_record
 from .inference import Fuser
 from .metrics import FusionMetrics
 
@@ -39,7 +39,7 @@ def fuse_dataset(fuser: Fuser, data: LoadResult, ranker=None, top_k: int | None 
                              inputs=chunk["input"], ids=chunk["id"], **generate_kwargs)
         for k, result in enumerate(results):
             cands = chunk["candidates"][k]
-            record = {name: chunk[name][k] for name in ("id", "instruction", "input", "output", "dataset")}
+            record = {name: chunk[name][k] for name in ROW_FIELDS}
             record["candidates"] = [candidate_record(c) for c in cands]
             record["selected"] = {"model": cands[result.fused_from[0]]["model"],
                                   "text": cands[result.fused_from[0]]["text"]}

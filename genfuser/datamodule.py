@@ -117,8 +117,8 @@ class GenFuserDataModule(pl.LightningDataModule):
         result = load_mixinstruct(path, pool=pool, required_scores=self.score_spec.keys, min_candidates=1,
                                   require_output=True, on_error=self.hparams.on_error)
         rank_zero_info(f"[blendkit] {what}: {result.summary()}")
-        for skip in result.skipped[:5]:
-            rank_zero_warn(f"[blendkit] skipped {path}, {skip.location}, field {skip.field}: {skip.reason}")
+        for message in result.skip_messages()[:5]:
+            rank_zero_warn(f"[blendkit] {message}")
         return top_k_rows(result, self.score_spec, self.trainer.lightning_module.formatter.top_k)
 
     def setup(self, stage: str) -> None:

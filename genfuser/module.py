@@ -16,7 +16,7 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
 from ..export import KIND_KEY, TOKENIZER_KEY
 from ..offline import resolve_model
-from ..training import (adamw_with_warmup, export_model, plain_model, tokenizer_files, tokenizer_from_files,
+from ..training import (adamw_with_warmup, base_model, export_model, tokenizer_files, tokenizer_from_files,
                         wrap_lora)
 from .formatting import FuserFormatter
 from .metrics import FusionMetrics
@@ -88,7 +88,7 @@ class GenFuserModule(pl.LightningModule):
 
     def _formatter(self) -> FuserFormatter:
         h = self.hparams
-        positions = getattr(_base(self.model).get_encoder().config, "max_position_embeddings", None)
+        positions = getattr(base_model(self.model).get_encoder().config, "max_position_embeddings", None)
         return FuserFormatter(self.tokenizer, h.top_k, h.source_max_length, h.candidate_max_length,
                               h.target_max_length, max_positions=positions)
 
@@ -134,9 +134,6 @@ class GenFuserModule(pl.LightningModule):
         return {"top_k": f.top_k, "source_max_length": f.source_max_length,
                 "candidate_max_length": f.candidate_max_length, "target_max_length": f.target_max_length}
 
-    def trained_model(self, merge_lora: bool = True):
-        return plain_model(self.model, merge_lora)
-
     @rank_zero_only
     def export(self, directory: str, merge_lora: bool = True) -> str:
         return export_model(self.model, self.tokenizer, directory, merge_lora, what="fuser",
@@ -144,7 +141,7 @@ class GenFuserModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[KIND_KEY] = "genfuser"
-        checkpoint["hyper_parameters"]["model_config"] = _base(self.model).config.to_dict()
+        checkpoint["hyper_parameters"]["model_config"] = base_model(self.model).config.to_dict()
         checkpoint[TOKENIZER_KEY] = tokenizer_files(self.tokenizer)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -156,7 +153,3 @@ class GenFuserModule(pl.LightningModule):
         if self.hparams.export_dir:
             self.export(self.hparams.export_dir)
 
-
-def _base(model):
-    """The transformers model inside a plain or peft-wrapped fuser."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model

@@ -6,14 +6,12 @@ output records and metrics.
 
 from __future__ import annotations
 
-from typing import Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data import LoadResult, ScoreSpec, candidate_record
-from ..data.text import source_text
+from ..data import ROW_FIELDS, LoadResult, ScoreSpec, candidate_record
 from .inference import Ranker, RankResult
 from .metrics import RankingMetrics
 
@@ -40,12 +38,12 @@ def rank_dataset(
     bar = tqdm(total=len(ds), desc=f"ranking ({aggregation})", unit="row", disable=not progress)
     for start in range(0, len(ds), rows_per_batch):
         chunk = ds[start:start + rows_per_batch]
-        rows = ranker.encoder.encode_rows([source_text(q, x) for q, x in zip(chunk["instruction"], chunk["input"])],
-                                          [[c["text"] for c in cands] for cands in chunk["candidates"]])
+        rows = ranker.encode(chunk["instruction"], [[c["text"] for c in cands] for cands in chunk["candidates"]],
+                             chunk["input"])
         chunk_results = ranker.rank_encoded(rows, aggregation, ids=chunk["id"], return_matrix=return_matrix or metrics is not None)
         for k, result in enumerate(chunk_results):
             candidates = chunk["candidates"][k]
-            record = {name: chunk[name][k] for name in ("id", "instruction", "input", "output", "dataset")}
+            record = {name: chunk[name][k] for name in ROW_FIELDS}
             record["candidates"] = [
                 {**candidate_record(cand), "rank": rank, "ranker_score": float(score)}
                 for cand, rank, score in zip(candidates, result.ranks, result.scores)]

@@ -99,8 +99,8 @@ class PairRankerDataModule(pl.LightningDataModule):
         result = load_mixinstruct(path, pool=pool, required_scores=self.score_spec.keys,
                                   on_error=self.hparams.on_error)
         rank_zero_info(f"[blendkit] {what}: {result.summary()}")
-        for skip in result.skipped[:5]:
-            rank_zero_warn(f"[blendkit] skipped {path}, {skip.location}, field {skip.field}: {skip.reason}")
+        for message in result.skip_messages()[:5]:
+            rank_zero_warn(f"[blendkit] {message}")
         ds = result.dataset
         candidates = ds["candidates"]
         rows = encoder.encode_rows([source_text(q, x) for q, x in zip(ds["instruction"], ds["input"])],

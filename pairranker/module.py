@@ -16,7 +16,7 @@ from transformers import AutoTokenizer
 
 from ..export import KIND_KEY, TOKENIZER_KEY
 from ..offline import resolve_model
-from ..training import (adamw_with_warmup, export_model, plain_model, tokenizer_files, tokenizer_from_files,
+from ..training import (adamw_with_warmup, base_model, export_model, tokenizer_files, tokenizer_from_files,
                         wrap_lora)
 from .aggregation import AGGREGATIONS
 from .datamodule import RankedRows
@@ -148,10 +148,6 @@ class PairRankerModule(pl.LightningModule):
                                  self.trainer.estimated_stepping_batches)
 
     # ------------------------------------------------------------------------------------------ #
-    def trained_model(self, merge_lora: bool = True) -> PairRankerModel:
-        """The plain transformers model (LoRA merged into the weights unless ``merge_lora=False``)."""
-        return plain_model(self.model, merge_lora)
-
     @rank_zero_only
     def export(self, directory: str, merge_lora: bool = True) -> str:
         """Write safetensors weights, config and tokenizer to ``directory`` (atomically replaced).
@@ -160,13 +156,13 @@ class PairRankerModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[KIND_KEY] = "pairranker"
-        checkpoint["hyper_parameters"]["model_config"] = _base_config(self.model).to_dict()
+        checkpoint["hyper_parameters"]["model_config"] = base_model(self.model).config.to_dict()
         checkpoint[TOKENIZER_KEY] = tokenizer_files(self.tokenizer)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if self.tokenizer is None:
             self.tokenizer = tokenizer_from_files(checkpoint[TOKENIZER_KEY])
-            self.pair_encoder = PairEncoder(self.tokenizer, _base_config(self.model))
+            self.pair_encoder = PairEncoder(self.tokenizer, base_model(self.model).config)
 
     def on_fit_end(self) -> None:
         if self.hparams.export_dir:
@@ -192,7 +188,3 @@ def _freeze_bottom(encoder: nn.Module, num_layers: int) -> None:
             param.requires_grad_(False)
 
 
-
-def _base_config(model: nn.Module) -> PairRankerConfig:
-    """The PairRankerConfig of a plain or peft-wrapped ranker."""
-    return model.get_base_model().config if hasattr(model, "get_base_model") else model.config
