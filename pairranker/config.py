@@ -44,7 +44,7 @@ class PairRankerConfig(PreTrainedConfig):
 
     encoder: PreTrainedConfig | dict | None = None
     source_max_length: int = 128
-    candidate_max_length: int = 192
+    candidate_max_length: int = 184   # 128 + 2·184 + 7 specials = 503: fits 512-position encoders
     head_hidden_size: int = 256
     head_dropout: float = 0.1
     use_length_features: bool = True

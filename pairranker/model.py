@@ -21,6 +21,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ..markers import add_marker_tokens, init_marker_embeddings
+from ..offline import resolve_model
 from .config import MARKER_WORDS, PairRankerConfig
 
 NUM_LENGTH_FEATURES = 2  # log1p(full length in tokens) / 8, truncated flag
@@ -74,6 +75,7 @@ class PairRankerModel(PreTrainedModel):
         Example:
             >>> model, tokenizer = PairRankerModel.from_backbone(minilm_path, candidate_max_length=128)  # doctest: +SKIP
         """
+        backbone = resolve_model(backbone)  # packaged aliases (minilm) work offline
         tokenizer = AutoTokenizer.from_pretrained(backbone)
         add_marker_tokens(tokenizer, MARKER_WORDS)
         encoder_config = AutoConfig.from_pretrained(backbone)

@@ -52,7 +52,7 @@ class PairRankerModule(pl.LightningModule):
         backbone: str = "minilm",
         init_from: str | None = None,
         source_max_length: int = 128,
-        candidate_max_length: int = 192,
+        candidate_max_length: int = 184,
         head_hidden_size: int = 256,
         head_dropout: float = 0.1,
         use_length_features: bool = True,

@@ -52,3 +52,44 @@ def tiny_ranker(tiny_backbone):
 def rows_file(tmp_path) -> str:
     rows = [make_row(f"r{k}", [0.1 * ((k + j) % 5) + 0.01 * j for j in range(4)]) for k in range(6)]
     return write_jsonl(tmp_path / "rows.jsonl", rows)
+
+
+# -- PackLLM members: tiny random causal LMs on the real SmolLM2 and Gemma 3 tokenizers --------------
+
+def _tiny_causal_lm(tmp_path_factory, name: str, tokenizer_alias: str, seed: int, layers: int = 2) -> str:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from blendkit.offline import resolve_model
+
+    source = resolve_model(tokenizer_alias)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    config = AutoConfig.from_pretrained(source)
+    for key, value in dict(hidden_size=32, intermediate_size=64, num_hidden_layers=layers, num_attention_heads=4,
+                           num_key_value_heads=2, head_dim=8).items():
+        setattr(config, key, value)
+    if hasattr(config, "layer_types") and config.layer_types is not None:
+        config.layer_types = config.layer_types[:layers]
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():  # sharper next-token distributions than the near-uniform random init
+        model.get_output_embeddings().weight.mul_(40.0)
+    path = tmp_path_factory.mktemp(name)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_a(tmp_path_factory) -> str:
+    return _tiny_causal_lm(tmp_path_factory, "tiny_llama_a", "smollm2", seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_b(tmp_path_factory) -> str:
+    return _tiny_causal_lm(tmp_path_factory, "tiny_llama_b", "smollm2", seed=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma(tmp_path_factory) -> str:
+    return _tiny_causal_lm(tmp_path_factory, "tiny_gemma", "gemma3-270m", seed=3)

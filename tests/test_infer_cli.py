@@ -144,3 +144,37 @@ def test_fuse_with_a_ranker_and_file_order(ranker_dir, fuser_dir, rows_file, tmp
                 "--bertscore-model", "none", "--max-new-tokens", "4"])
     assert json.loads(capsys.readouterr().out)["metrics"]["selection"] == "file order"
     assert json.loads(out.read_text().splitlines()[0])["fused_from"] == ["m0", "m1"]
+
+
+def test_export_writes_a_model_card_with_metadata_and_refuses_to_push_offline(ranker_dir, tmp_path, capsys,
+                                                                              monkeypatch):
+    import yaml
+
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"top1": 7.5, "pair_acc": 66.1, "predictions": "p.jsonl"}))
+    out = tmp_path / "card"
+    infer.main(["export", "--checkpoint", ranker_dir, "--output", str(out), "--base-model", "org/encoder",
+                "--dataset", "alpacaeval-mix", "--metrics", str(metrics)])
+    result = json.loads(capsys.readouterr().out)
+    text = (out / "README.md").read_text()
+    assert result["model_card"] == str(out / "README.md")
+    meta = yaml.safe_load(text.split("---")[1])
+    assert meta["base_model"] == "org/encoder" and meta["datasets"] == ["alpacaeval-mix"]
+    assert meta["library_name"] == "transformers" and "pairranker" in meta["tags"]
+    values = {m["type"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
+    assert values == {"top1": 7.5, "pair_acc": 66.1}
+    assert "Ranker.from_pretrained" in text and "| top1 | 7.5 |" in text
+    # the exported folder still loads, with identical weights
+    a = PairRankerModel.from_pretrained(ranker_dir).state_dict()
+    b = PairRankerModel.from_pretrained(out).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    with pytest.raises(ConnectionError, match="HF_HUB_OFFLINE.*huggingface-cli upload me/ranker"):
+        infer.main(["export", "--checkpoint", ranker_dir, "--output", str(tmp_path / "p"), "--push-to-hub",
+                    "me/ranker"])
+    assert (tmp_path / "p" / "README.md").exists(), "the folder is ready even when the push cannot happen"
+    proc = subprocess.run([sys.executable, str(ROOT / "infer.py"), "export", "--checkpoint", ranker_dir, "--output",
+                           str(tmp_path / "q"), "--push-to-hub", "me/ranker"], capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "HF_HUB_OFFLINE" in proc.stderr

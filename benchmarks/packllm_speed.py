@@ -1,0 +1,143 @@
+"""PackLLM speed: fused decoding cost against the members' own decoding, and the weight solvers' time.
+
+    python benchmarks/packllm_speed.py [--models smollm2 smollm2-27l] [--new-tokens 48] [--batch 4]
+
+1. Decode: per-token time of the fused generator divided by the sum of the members' own per-token
+   times (each member alone through `transformers` `generate`), same prompts, batch and lengths, greedy,
+   EOS blocked so every run makes exactly N tokens. Per-token time = (time for N tokens − time for 1
+   token) / (N − 1), so the prompt's prefill cancels out. Goal: ratio ≤ 1.10. `smollm2-27l` is SmolLM2
+   cut to its first 27 layers (a second member with the same tokenizer: the fast path); give
+   `--models smollm2 gemma3-270m` for the mixed-vocabulary path.
+2. Solvers: time per prompt of `exact` and `greedy` on the members' real prompt log-probs, and on
+   synthetic K = 8 inputs (64 positions, 32 tokens per member kept), one thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+from common import SHARED
+
+PROMPTS = ["Explain why the sky is blue in two sentences.", "Write a short poem about autumn leaves.",
+           "What are three tips for staying focused while studying?", "Describe how a bicycle works."]
+
+
+def truncated_copy(alias: str, layers: int) -> str:
+    """A member with the same tokenizer: the first ``layers`` layers of a packaged model (cached once)."""
+    from blendkit.atomic import save_dir_atomically
+    from blendkit.offline import cache_dir, resolve_model
+
+    target = cache_dir() / f"{alias}-{layers}l"
+    if not (target / "config.json").exists():
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        source = resolve_model(alias)
+        model = AutoModelForCausalLM.from_pretrained(source)
+        model.model.layers = model.model.layers[:layers]
+        model.config.num_hidden_layers = layers
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        save_dir_atomically(str(target), lambda tmp: (model.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
+    return str(target)
+
+
+def _resolve(name: str) -> str:
+    if name.endswith("l") and "-" in name and name.rsplit("-", 1)[1][:-1].isdigit():
+        alias, layers = name.rsplit("-", 1)
+        return truncated_copy(alias, int(layers[:-1]))
+    return name
+
+
+def _timed(fn, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["smollm2", "smollm2-27l"])
+    parser.add_argument("--new-tokens", type=int, default=48)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3, help="best of N timings")
+    parser.add_argument("--eval", default=os.path.join(SHARED, "val.jsonl.gz"), help="prompts for the solver timing")
+    parser.add_argument("--solver-prompts", type=int, default=20)
+    args = parser.parse_args()
+
+    import torch
+
+    from blendkit.data import load_mixinstruct
+    from blendkit.data.text import source_text
+    from blendkit.packllm import Member, PackLLMGenerator
+    from blendkit.packllm.scoring import prompt_logprobs
+    from blendkit.packllm.weights import PromptLogProbs, exact_weights, greedy_weights
+
+    primary = Member.load(_resolve(args.models[0]))
+    members = [primary] + [Member.load(_resolve(n), primary.tokenizer) for n in args.models[1:]]
+    for member, name in zip(members, args.models):
+        member.name = name
+    prompts = (PROMPTS * args.batch)[:args.batch]
+    n = args.new_tokens
+    report = {"models": args.models, "batch": args.batch, "new_tokens": n, "threads": torch.get_num_threads()}
+
+    # -- 1. decoding -------------------------------------------------------------------------------------
+    fused = PackLLMGenerator(members)
+    weights = torch.full((len(prompts), len(members)), 1.0 / len(members))   # weights are timed separately
+
+    def run_fused(tokens: int):
+        return lambda: fused.generate(prompts, max_new_tokens=tokens, min_new_tokens=tokens, weights=weights,
+                                      batch_size=len(prompts))
+
+    def run_alone(member: Member, tokens: int):
+        tokenizer = member.tokenizer
+        tokenizer.padding_side = "left"
+        batch = tokenizer([member.format_prompt(p, True) for p in prompts], return_tensors="pt", padding=True)
+
+        def go():
+            with torch.inference_mode():
+                member.model.generate(**batch, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False,
+                                      pad_token_id=tokenizer.pad_token_id)
+        return go
+
+    run_fused(2)()  # warm-up
+    per_token = {}
+    for member in members:
+        run_alone(member, 2)()
+        per_token[member.name] = (_timed(run_alone(member, n), args.repeats)
+                                  - _timed(run_alone(member, 1), args.repeats)) / (n - 1)
+    fused_time = (_timed(run_fused(n), args.repeats) - _timed(run_fused(1), args.repeats)) / (n - 1)
+    own_loop = PackLLMGenerator([primary])
+    own = (_timed(lambda: own_loop.generate(prompts, max_new_tokens=n, min_new_tokens=n, batch_size=len(prompts)),
+                  args.repeats)
+           - _timed(lambda: own_loop.generate(prompts, max_new_tokens=1, batch_size=len(prompts)), args.repeats)) / (n - 1)
+    report["decode_ms_per_token"] = {**{k: round(v * 1e3, 2) for k, v in per_token.items()},
+                                     "fused": round(fused_time * 1e3, 2),
+                                     f"packllm loop, {primary.name} alone": round(own * 1e3, 2)}
+    report["fused_over_sum_of_members"] = round(fused_time / sum(per_token.values()), 3)
+    report["own_loop_over_generate"] = round(own / per_token[primary.name], 3)
+
+    # -- 2. weight solvers -------------------------------------------------------------------------------
+    torch.set_num_threads(1)
+    rows = load_mixinstruct(args.eval, min_candidates=0, limit=args.solver_prompts).dataset
+    real = [s for s in prompt_logprobs(members, [source_text(r["instruction"], r.get("input") or "") for r in rows])
+            if s is not None]
+    generator = torch.Generator().manual_seed(0)
+    synthetic = [PromptLogProbs(torch.log_softmax(torch.randn(8, 64, 258, generator=generator) * 3, dim=-1).double())
+                 for _ in range(10)]
+    for label, inputs in ((f"real prompts, K={len(members)}", real), ("synthetic K=8, T=64, S=258", synthetic)):
+        exact_ms = [_timed(lambda s=s: exact_weights(PromptLogProbs(s.logp, s.target)), 3) * 1e3 for s in inputs]
+        greedy_ms = [_timed(lambda s=s: greedy_weights(PromptLogProbs(s.logp, s.target)), 3) * 1e3 for s in inputs]
+        report[f"solver_ms ({label})"] = {
+            "prompts": len(inputs), "mean_positions": round(sum(s.logp.shape[1] for s in inputs) / len(inputs), 1),
+            "exact_mean": round(sum(exact_ms) / len(inputs), 2), "exact_max": round(max(exact_ms), 2),
+            "greedy_mean": round(sum(greedy_ms) / len(inputs), 2)}
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

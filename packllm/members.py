@@ -1,0 +1,66 @@
+"""The members of a pack: causal LMs with their tokenizers, speaking the primary member's vocabulary.
+
+The first member is the *primary*: the fused model emits its tokens. A member whose vocabulary
+equals the primary's passes its log-probs through unchanged (the exact fast path); any other member
+carries its distribution over with a character-level `VocabMap` (see vocab.py).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..offline import resolve_model
+from .vocab import VocabMap, same_vocabulary
+
+
+class Member:
+    def __init__(self, name: str, model, tokenizer, primary_tokenizer=None):
+        self.name = name
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        primary_tokenizer = primary_tokenizer if primary_tokenizer is not None else tokenizer
+        self.shares_vocabulary = same_vocabulary(tokenizer, primary_tokenizer)
+        self.vocab_map = None if self.shares_vocabulary else VocabMap(tokenizer, primary_tokenizer).to(self.device)
+        self.primary_size = len(primary_tokenizer)
+
+    @classmethod
+    def load(cls, name_or_path: str, primary_tokenizer=None, device: str | torch.device = "cpu",
+             dtype: torch.dtype | None = None) -> "Member":
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = resolve_model(name_or_path)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
+        except OSError as error:
+            raise OSError(f"cannot load the causal LM {name_or_path!r} ({path}): {error}. Offline, use a local folder "
+                          f"or a packaged model: smollm2, gemma3-270m.") from None
+        return cls(name_or_path, model.to(device), tokenizer, primary_tokenizer)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def log_probs(self, logits: torch.Tensor) -> torch.Tensor:
+        """Next-token logits [..., V_member] → log-probs over the primary vocabulary [..., V_primary]."""
+        if self.vocab_map is not None:
+            return self.vocab_map.project(logits)
+        # Models may pad their output layer beyond the tokenizer; those ids are never real tokens.
+        return torch.log_softmax(logits.float(), dim=-1)[..., :self.primary_size]
+
+    def format_prompt(self, prompt: str, chat: bool) -> str:
+        """The text this member reads: its chat template around the prompt when it has one and chat is on."""
+        if chat and self.tokenizer.chat_template:
+            return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                                      add_generation_prompt=True)
+        return prompt
+
+    def eos_ids(self) -> set[int]:
+        ids = self.model.generation_config.eos_token_id
+        ids = set(ids if isinstance(ids, (list, tuple)) else [] if ids is None else [ids])
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        return ids
+

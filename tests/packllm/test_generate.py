@@ -1,0 +1,165 @@
+"""Fused generation on tiny random members: exactness for one member, batching, stops, sampling, mixed vocabularies."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from blendkit.packllm import Member, PackLLMGenerator
+from blendkit.packllm.scoring import aligned_logprobs, continuation_nll, prompt_logprobs
+
+PROMPTS = ["What is the capital of France?", "Write one short sentence about the sea, please.", "Hi"]
+
+
+@pytest.fixture(scope="module")
+def pair(tiny_llama_a, tiny_llama_b):
+    a = Member.load(tiny_llama_a)
+    return a, Member.load(tiny_llama_b, a.tokenizer)
+
+
+@pytest.fixture(scope="module")
+def mixed(tiny_llama_a, tiny_gemma):
+    a = Member.load(tiny_llama_a)
+    return a, Member.load(tiny_gemma, a.tokenizer)
+
+
+def _reference(member: Member, prompts, max_new_tokens):
+    """The member's own `generate` (greedy), on the same left-padded chat-formatted batch."""
+    tokenizer = member.tokenizer
+    tokenizer.padding_side = "left"
+    batch = tokenizer([member.format_prompt(p, True) for p in prompts], return_tensors="pt", padding=True)
+    out = member.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                pad_token_id=tokenizer.pad_token_id)
+    eos = member.eos_ids()
+    rows = []
+    for row in out[:, batch["input_ids"].shape[1]:].tolist():
+        ids = []
+        for token in row:
+            if token in eos:
+                break
+            ids.append(token)
+        rows.append(ids)
+    return rows
+
+
+def test_one_member_reproduces_its_own_greedy_generate(pair):
+    member = pair[0]
+    generator = PackLLMGenerator([member])
+    fused = generator.generate(PROMPTS, max_new_tokens=12)
+    assert [g.token_ids for g in fused] == _reference(member, PROMPTS, 12)
+    assert all(g.weights == [1.0] for g in fused)
+
+
+def test_a_vertex_weight_reproduces_that_member_inside_a_pack(pair):
+    generator = PackLLMGenerator(list(pair))
+    weights = torch.tensor([[0.0, 1.0]] * len(PROMPTS))
+    fused = generator.generate(PROMPTS, max_new_tokens=10, weights=weights, batch_size=2)
+    assert [g.token_ids for g in fused] == _reference(pair[1], PROMPTS, 10)
+
+
+def test_fused_step_is_the_weighted_log_prob_argmax(pair):
+    """One step by hand: argmax of λ·log p over the members equals the generator's first token."""
+    generator = PackLLMGenerator(list(pair))
+    weights = torch.tensor([[0.3, 0.7]])
+    fused = generator.generate(PROMPTS[:1], max_new_tokens=1, weights=weights)[0]
+    logp = []
+    for member in pair:
+        ids = member.tokenizer(member.format_prompt(PROMPTS[0], True), return_tensors="pt")["input_ids"]
+        with torch.inference_mode():
+            logp.append(torch.log_softmax(member.model(ids).logits[0, -1], dim=-1))
+    expected = int(torch.argmax(0.3 * logp[0] + 0.7 * logp[1]))
+    assert fused.token_ids == [expected] or (fused.token_ids == [] and expected in pair[0].eos_ids())
+
+
+def test_batching_does_not_change_results(pair):
+    generator = PackLLMGenerator(list(pair), weighting="exact")
+    together = generator.generate(PROMPTS, max_new_tokens=8, batch_size=3)
+    alone = [generator.generate([p], max_new_tokens=8)[0] for p in PROMPTS]
+    assert [g.token_ids for g in together] == [g.token_ids for g in alone]
+    for a, b in zip(together, alone):
+        assert a.weights == pytest.approx(b.weights, abs=1e-5)
+
+
+def test_max_new_tokens_stop_strings_and_finish_reasons(pair):
+    generator = PackLLMGenerator(list(pair))
+    long = generator.generate(PROMPTS[:1], max_new_tokens=6)[0]
+    assert long.tokens <= 6 and long.finish_reason in ("length", "eos")
+    free = generator.generate(PROMPTS[:1], max_new_tokens=20)[0]
+    assert len(free.text) > 3, "the tiny model should produce some text to cut"
+    stop = free.text[2:4]
+    cut = generator.generate(PROMPTS[:1], max_new_tokens=20, stop=[stop])[0]
+    assert cut.finish_reason == "stop" and stop not in cut.text
+    assert free.text.startswith(cut.text)
+
+
+def test_sampling_is_seeded_and_top_p_near_zero_is_greedy(pair):
+    generator = PackLLMGenerator(list(pair))
+    first = generator.generate(PROMPTS, max_new_tokens=8, do_sample=True, temperature=1.5, seed=3)
+    again = generator.generate(PROMPTS, max_new_tokens=8, do_sample=True, temperature=1.5, seed=3)
+    assert [g.token_ids for g in first] == [g.token_ids for g in again]
+    greedy = generator.generate(PROMPTS, max_new_tokens=8)
+    nucleus = generator.generate(PROMPTS, max_new_tokens=8, do_sample=True, top_p=1e-6, seed=0)
+    assert [g.token_ids for g in nucleus] == [g.token_ids for g in greedy]
+    with pytest.raises(ValueError, match="top_p"):
+        generator.generate(PROMPTS, top_p=0)
+    with pytest.raises(ValueError, match="weights must be"):
+        generator.generate(PROMPTS, weights=torch.ones(1, 2))
+
+
+def test_weights_for_every_weighting_on_real_tokens(pair):
+    generator = PackLLMGenerator(list(pair))
+    scores = prompt_logprobs(list(pair), PROMPTS[:2], top_m=None)
+    for weighting in ("uniform", "sim", "greedy", "exact"):
+        weights = generator.weights(PROMPTS[:2], weighting=weighting)
+        assert weights.shape == (2, 2)
+        assert torch.allclose(weights.sum(1), torch.ones(2), atol=1e-5) and (weights >= 0).all()
+    exact = generator.weights(PROMPTS[:2], weighting="exact")
+    greedy = generator.weights(PROMPTS[:2], weighting="greedy")
+    from blendkit.packllm.weights import objective
+
+    for i, s in enumerate(scores):  # on the full vocabulary, exact (solved on top-32 + pooled rest) still wins
+        assert objective(s, exact[i].double()) <= objective(s, greedy[i].double()) + 1e-4
+        assert objective(s, exact[i].double()) <= min(s.member_nll) + 1e-4
+
+
+def test_continuation_nll_of_a_single_member_is_its_own_nll(pair):
+    member = pair[0]
+    prompt, answer = "Name a colour.", "Blue is a colour."
+    nll, count = continuation_nll([member], [prompt], [answer], torch.ones(1, 1))
+    text = prompt + "\n\n" + answer
+    encoding = member.tokenizer(text, return_tensors="pt", return_offsets_mapping=True)
+    with torch.inference_mode():
+        logp = torch.log_softmax(member.model(encoding["input_ids"]).logits[0], dim=-1)
+    starts = encoding["offset_mapping"][0, :, 0]
+    ids = encoding["input_ids"][0]
+    scored = [j for j in range(1, len(ids)) if starts[j] >= len(prompt) + 2]
+    expected = -torch.stack([logp[j - 1, ids[j]] for j in scored]).mean()
+    assert int(count) == len(scored)
+    assert float(nll) == pytest.approx(float(expected), abs=1e-4)
+
+
+def test_members_with_different_tokenizers_align_and_generate(mixed):
+    primary, other = mixed
+    assert primary.shares_vocabulary and not other.shares_vocabulary
+    aligned = aligned_logprobs(list(mixed), ["Hello world, how are you today?"])[0]
+    assert aligned.logp.shape[0] == 2 and aligned.logp.shape[2] == len(primary.tokenizer)
+    assert aligned.targets.numel() >= 5                      # word boundaries are shared
+    assert torch.allclose(aligned.logp.exp().sum(-1), torch.ones(2, aligned.targets.numel()), atol=1e-4)
+    generator = PackLLMGenerator(list(mixed), weighting="exact")
+    out = generator.generate(PROMPTS, max_new_tokens=6)
+    assert len(out) == 3 and all(len(g.weights) == 2 for g in out)
+    # the other member alone (λ = e_2) still yields text in the primary's tokens
+    solo = generator.generate(PROMPTS[:1], max_new_tokens=4, weights=torch.tensor([[0.0, 1.0]]))[0]
+    assert solo.tokens >= 1
+
+
+def test_vocab_map_carries_shared_strings_over(mixed):
+    primary, other = mixed
+    world = other.tokenizer.encode(" world", add_special_tokens=False)
+    assert len(world) == 1
+    logits = torch.full((1, len(other.tokenizer)), -30.0)
+    logits[0, world[0]] = 30.0                               # the member is sure the next text is " world"
+    logp = other.log_probs(logits)[0]
+    target = primary.tokenizer.encode(" world", add_special_tokens=False)[0]
+    unrelated = primary.tokenizer.encode(" banana", add_special_tokens=False)[0]
+    assert float(logp[target]) > -5 and float(logp[unrelated]) < -15

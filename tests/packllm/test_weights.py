@@ -1,0 +1,123 @@
+"""Weight solvers on synthetic log-probs: simplex, optimality order, the certified gap, the support bound."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from blendkit.packllm.weights import WEIGHTINGS, PromptLogProbs, exact_weights, greedy_weights, objective, \
+    sim_weights, solve
+
+
+def _random_scores(members: int, positions: int, vocab: int, seed: int) -> PromptLogProbs:
+    generator = torch.Generator().manual_seed(seed)
+    shared = torch.randn(1, positions, vocab, generator=generator) * 2
+    own = torch.randn(members, positions, vocab, generator=generator) * 3
+    return PromptLogProbs(torch.log_softmax(shared + own, dim=-1).double())
+
+
+def _vertex(k: int, members: int) -> torch.Tensor:
+    weights = torch.zeros(members, dtype=torch.float64)
+    weights[k] = 1
+    return weights
+
+
+@pytest.mark.parametrize("members,seed", [(1, 0), (2, 1), (3, 2), (5, 3), (8, 4)])
+def test_weights_are_on_the_simplex_and_exact_is_best(members, seed):
+    scores = _random_scores(members, positions=12, vocab=40, seed=seed)
+    values = {}
+    for weighting in WEIGHTINGS:
+        weights = solve(scores, weighting)
+        assert weights.shape == (members,)
+        assert (weights >= 0).all() and torch.isclose(weights.sum(), torch.tensor(1.0), atol=1e-6)
+        values[weighting] = objective(scores, weights.double())
+    vertices = [objective(scores, _vertex(k, members)) for k in range(members)]
+    tolerance = 1e-6
+    assert values["exact"] <= min(values.values()) + tolerance
+    assert values["exact"] <= min(vertices) + tolerance
+    assert values["greedy"] <= min(vertices) + tolerance      # greedy starts at the best vertex and only improves
+
+
+def test_exact_matches_a_brute_force_search_on_the_simplex():
+    scores = _random_scores(3, positions=10, vocab=30, seed=7)
+    grid = [torch.tensor([a, b, 1 - a - b], dtype=torch.float64)
+            for a, b in itertools.product(np.linspace(0, 1, 101), repeat=2) if a + b <= 1 + 1e-12]
+    best = min(objective(scores, w.clamp_min(0)) for w in grid)
+    result = exact_weights(scores, tol=1e-9)
+    assert result.gap <= 1e-9 or result.decrement <= 1e-11          # the documented stopping rule
+    assert result.value <= best + 1e-12                    # no grid point beats it
+    assert result.value >= best - 1e-3                     # and the grid (step 0.01) gets close to it
+
+
+def test_exact_reports_a_valid_gap_and_obeys_the_tolerance():
+    scores = _random_scores(4, positions=20, vocab=50, seed=11)
+    loose = exact_weights(scores, tol=1e-2)
+    tight = exact_weights(scores, tol=1e-10)
+    assert tight.gap <= 1e-10 or tight.decrement <= 1e-12
+    assert loose.value - tight.value <= loose.gap + 1e-12   # the gap bounds the distance to the optimum
+    assert tight.decrement <= tight.gap + 1e-15
+    assert objective(scores, tight.weights) == pytest.approx(tight.value, abs=1e-12)
+
+
+def test_a_dominant_member_gets_all_the_weight():
+    scores = _random_scores(3, positions=8, vocab=20, seed=5)
+    logp = scores.logp.clone()
+    logp[1, :, 0] = -1e-3                                  # member 1 predicts every observed token with p ≈ 1
+    logp[1, :, 1:] = np.log(1e-3 / 19)
+    dominant = PromptLogProbs(logp)
+    for weighting in ("greedy", "exact"):
+        assert solve(dominant, weighting).argmax() == 1
+    assert solve(dominant, "exact")[1] > 0.99
+    assert sim_weights(dominant, tau=0.01)[1] > 0.999
+
+
+def test_sim_temperature_interpolates_between_uniform_and_argmin():
+    scores = _random_scores(3, positions=8, vocab=20, seed=6)
+    hot, cold = sim_weights(scores, tau=1e6), sim_weights(scores, tau=1e-4)
+    assert torch.allclose(hot, torch.full((3,), 1 / 3, dtype=hot.dtype), atol=1e-5)
+    best = int(torch.argmin(torch.tensor([objective(scores, _vertex(k, 3)) for k in range(3)])))
+    assert cold[best] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="tau"):
+        sim_weights(scores, tau=0)
+
+
+def test_greedy_grid_step_one_is_the_best_single_member():
+    scores = _random_scores(4, positions=8, vocab=20, seed=8)
+    weights = greedy_weights(scores, grid_step=1.0)
+    values = [objective(scores, _vertex(k, 4)) for k in range(4)]
+    assert weights[int(np.argmin(values))] == 1.0
+
+
+def test_pooled_support_is_an_upper_bound_that_is_exact_at_the_vertices():
+    """Truncating the vocabulary with a pooled 'rest' column (as scoring.py does) never underestimates f."""
+    from blendkit.packllm.scoring import AlignedText, _support
+
+    generator = torch.Generator().manual_seed(3)
+    logp = torch.log_softmax(torch.randn(3, 15, 200, generator=generator) * 2, dim=-1).double()
+    targets = torch.randint(0, 200, (15,), generator=generator)
+    aligned = AlignedText(targets, logp, torch.arange(15))
+    full = _support(aligned, top_m=None)
+    truncated = _support(aligned, top_m=8)
+    assert truncated.logp.shape[2] < full.logp.shape[2]
+    for k in range(3):
+        vertex = _vertex(k, 3)
+        assert objective(truncated, vertex) == pytest.approx(objective(full, vertex), abs=1e-5)
+    for _ in range(20):
+        weights = torch.distributions.Dirichlet(torch.ones(3)).sample().double()
+        assert objective(truncated, weights) >= objective(full, weights) - 1e-6
+    # the exact weights of the bound are at least as good as every member on the *true* objective
+    best = exact_weights(truncated).weights
+    assert objective(full, best) <= min(objective(full, _vertex(k, 3)) for k in range(3)) + 1e-6
+
+
+def test_bad_inputs_are_rejected():
+    with pytest.raises(ValueError, match="members, positions"):
+        PromptLogProbs(torch.zeros(2, 0, 5))
+    scores = _random_scores(2, positions=4, vocab=10, seed=0)
+    with pytest.raises(ValueError, match="unknown weighting"):
+        solve(scores, "median")
+    with pytest.raises(ValueError, match="grid_step"):
+        greedy_weights(scores, grid_step=0)

@@ -1,0 +1,155 @@
+"""infer.py blend: output format, PackLLM candidates, resume after SIGKILL, refusing a mismatched resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from helpers import ROOT, make_row, write_jsonl
+
+import infer
+
+
+@pytest.fixture(scope="module")
+def models(tiny_ranker, tiny_backbone, tmp_path_factory) -> tuple[str, str]:
+    """(ranker folder, fuser folder): tiny random models on the MiniLM tokenizer."""
+    from blendkit.genfuser import build_fuser
+
+    model, tokenizer = tiny_ranker
+    ranker = tmp_path_factory.mktemp("blend_ranker")
+    model.save_pretrained(ranker)
+    tokenizer.save_pretrained(ranker)
+    torch.manual_seed(0)
+    fuser_model, fuser_tokenizer = build_fuser(tiny_backbone, max_candidates=2)
+    fuser = tmp_path_factory.mktemp("blend_fuser")
+    fuser_model.save_pretrained(fuser)
+    fuser_tokenizer.save_pretrained(fuser)
+    (fuser / "blendkit_fuser.json").write_text(json.dumps({"top_k": 2, "target_max_length": 8}))
+    return str(ranker), str(fuser)
+
+
+@pytest.fixture
+def rows(tmp_path) -> str:
+    return write_jsonl(tmp_path / "rows.jsonl", [make_row(f"r{k}", [0.1 * ((k + j) % 4) for j in range(3)])
+                                                 for k in range(10)])
+
+
+def _blend(data, ranker, fuser, output, *extra):
+    return ["blend", "--data", data, "--ranker", ranker, "--fuser", fuser, "--output", str(output),
+            "--top-k", "2", "--fuse-max-new-tokens", "6", "--batch-size", "2", "--quiet", *extra]
+
+
+def test_blend_writes_ranked_selected_and_fused_rows_in_input_order(models, rows, tmp_path, capsys):
+    out = tmp_path / "blend.jsonl"
+    infer.main(_blend(rows, *models, out))
+    summary = json.loads(capsys.readouterr().out)
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    inputs = [json.loads(line) for line in open(rows)]
+    assert [r["id"] for r in written] == [r["id"] for r in inputs]
+    for row, source in zip(written, inputs):
+        assert row["instruction"] == source["instruction"]
+        ranks = sorted(c["rank"] for c in row["candidates"])
+        assert ranks == list(range(1, len(source["candidates"]) + 1))
+        best = min(row["candidates"], key=lambda c: c["rank"])
+        assert row["selected"]["model"] == best["model"] and row["selected"]["text"] == best["text"]
+        assert len(row["fused_from"]) == 2 and row["fused_from"][0] == best["model"]
+        assert isinstance(row["fused"], str)
+    assert summary["rows"] == 10 and summary["computed"] == 10 and summary["resumed_from"] == 0
+    assert set(summary["stage_share"]) == {"rank", "fuse"}
+    assert not os.path.exists(str(out) + ".parts")
+
+
+def test_blend_with_packllm_candidates(models, tiny_llama_a, tiny_llama_b, tmp_path, capsys):
+    data = write_jsonl(tmp_path / "prompts.jsonl", [{"id": "p1", "instruction": "Say hi."},
+                                                   {"id": "p2", "instruction": "Name a fruit."}])
+    out = tmp_path / "gen.jsonl"
+    infer.main(_blend(data, *models, out, "--generate-with", tiny_llama_a, tiny_llama_b, "--members-alone",
+                      "--max-new-tokens", "4", "--weighting", "sim"))
+    summary = json.loads(capsys.readouterr().out)
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    for row in written:
+        names = [c["model"] for c in row["candidates"]]
+        assert names == ["packllm-sim", tiny_llama_a, tiny_llama_b]
+        assert sorted(c["rank"] for c in row["candidates"]) == [1, 2, 3]
+    assert summary["stage_share"].keys() == {"generate", "rank", "fuse"}
+
+
+_KILLER = """
+import os, signal, sys
+sys.argv = ["infer.py"] + sys.argv[1:]
+import infer
+from blendkit.blend import BlendModule
+step = BlendModule.predict_step
+calls = []
+def dying(self, batch, batch_idx=0):
+    calls.append(1)
+    if len(calls) == 3:   # two batches are on disk; die hard in the middle of the third
+        os.kill(os.getpid(), signal.SIGKILL)
+    return step(self, batch, batch_idx)
+BlendModule.predict_step = dying
+infer.main(sys.argv[1:])
+"""
+
+
+def test_a_killed_blend_resumes_to_the_same_file(models, rows, tmp_path):
+    whole = tmp_path / "whole.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(ROOT.parent) + os.pathsep + str(ROOT)}
+    args = _blend(rows, *models, whole)
+    subprocess.run([sys.executable, str(ROOT / "infer.py"), *args], check=True, env=env, capture_output=True)
+
+    out = tmp_path / "resumed.jsonl"
+    args = _blend(rows, *models, out)
+    killed = subprocess.run([sys.executable, "-c", _KILLER, *args], env=env, capture_output=True, cwd=ROOT)
+    assert killed.returncode == -signal.SIGKILL
+    assert not out.exists(), "a killed run must not leave a file that looks complete"
+    shard = tmp_path / "resumed.jsonl.parts" / "shard-0.jsonl"
+    assert len(shard.read_text().splitlines()) == 4          # two batches of two rows
+    with open(shard, "a") as f:
+        f.write('{"index": 7, "record": {"id": "torn')         # and a torn last line, as a crash mid-write leaves
+
+    again = subprocess.run([sys.executable, str(ROOT / "infer.py"), *args], env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert summary["resumed_from"] == 4 and summary["computed"] == 6
+    assert out.read_text() == whole.read_text()
+    assert not (tmp_path / "resumed.jsonl.parts").exists()
+
+
+def test_resuming_with_other_options_is_refused(models, rows, tmp_path, capsys):
+    out = tmp_path / "o.jsonl"
+    parts = tmp_path / "o.jsonl.parts"
+    parts.mkdir()
+    from blendkit.blend import check_manifest, fingerprint
+
+    check_manifest(str(parts), fingerprint(rows, {"top_k": 3}))
+    with pytest.raises(ValueError, match="different top_k.*delete"):
+        check_manifest(str(parts), fingerprint(rows, {"top_k": 2}))
+    with open(rows, "a") as f:
+        f.write(json.dumps(make_row("extra", [0.1, 0.2])) + "\n")
+    with pytest.raises(ValueError, match="different the input data"):
+        check_manifest(str(parts), fingerprint(rows, {"top_k": 3}))
+
+
+def test_two_processes_give_the_same_file_as_one(models, rows, tmp_path):
+    """DDP on gloo with 2 CPU processes: each takes a share of the rows, the merge restores input order."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT.parent) + os.pathsep + str(ROOT)}
+    one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    for out, extra in ((one, []), (two, ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"])):
+        proc = subprocess.run([sys.executable, str(ROOT / "infer.py"), *_blend(rows, *models, out), *extra],
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    a = [json.loads(line) for line in one.read_text().splitlines()]
+    b = [json.loads(line) for line in two.read_text().splitlines()]
+    assert [r["id"] for r in b] == [r["id"] for r in a]          # every row once, in input order
+    for x, y in zip(a, b):  # other batch compositions change float sums in the last bits only
+        assert [c["rank"] for c in y["candidates"]] == [c["rank"] for c in x["candidates"]]
+        assert [c["ranker_score"] for c in y["candidates"]] == pytest.approx(
+            [c["ranker_score"] for c in x["candidates"]], abs=1e-5)
+        assert (y["selected"]["model"], y["fused_from"]) == (x["selected"]["model"], x["fused_from"])
+    assert not (tmp_path / "two.jsonl.parts").exists()
