@@ -39,7 +39,7 @@ demo: $(RANKER)/model.safetensors $(FUSER)/model.safetensors
 	@mkdir -p $(RUNS)/demo
 	$(BIN)/python infer.py blend --data data/samples/val.jsonl.gz --pool data/samples/pool12.txt \
 		--ranker $(RANKER) --fuser $(FUSER) --generate-with smollm2 gemma3-270m --max-new-tokens 48 \
-		--limit 6 --output $(RUNS)/demo/blend.jsonl --show 3
+		--limit 6 --output $(RUNS)/demo/blend.jsonl --overwrite --show 3
 	@echo "demo: blended rows in $(RUNS)/demo/blend.jsonl; models in $(RANKER) and $(FUSER)"
 
 test: install

@@ -160,13 +160,17 @@ def read_shards(parts_dir: str) -> dict[int, dict]:
         path = os.path.join(parts_dir, name)
         with open(path, "rb") as f:
             data = f.read()
+        lines = data.splitlines(keepends=True)
         good = 0
-        for line in data.splitlines(keepends=True):
-            if not line.endswith(b"\n"):
-                break
+        for number, line in enumerate(lines, 1):
             try:
-                entry = json.loads(line)
+                entry = json.loads(line) if line.endswith(b"\n") else None
             except json.JSONDecodeError:
+                entry = None
+            if entry is None:
+                if number < len(lines):   # only the last line can be torn by a crash; anything else is damage
+                    raise ValueError(f"{path}, line {number}: not a complete result line; the partial run is damaged. "
+                                     f"Delete {parts_dir} to start over.")
                 break
             done[int(entry["index"])] = entry["record"]
             good += len(line)
@@ -228,10 +232,16 @@ def merge(parts_dir: str, output: str, total: int) -> int:
 
 def run_blend(module: BlendModule, rows: Sequence[dict], output: str, data_fingerprint: dict, batch_size: int = 4,
               accelerator: str = "auto", devices: int | str = 1, strategy: str = "auto", precision: str | None = None,
-              progress: bool = True) -> dict:
-    """Blend ``rows`` into ``output``; resumes from ``output``.parts when it exists. Returns a summary."""
+              progress: bool = True, overwrite: bool = False) -> dict:
+    """Blend ``rows`` into ``output``; resumes from ``output``.parts when it exists. Returns a summary.
+
+    A finished ``output`` (no ``.parts`` beside it) is only replaced with ``overwrite``."""
     parts_dir = output + ".parts"
     start = time.time()
+    if os.path.exists(output) and not os.path.isdir(parts_dir) and not overwrite:
+        raise FileExistsError(f"{output} already holds a finished blend; pass --overwrite to compute it again "
+                              f"(it is replaced only when the new run completes).")
+    had_process_group = torch.distributed.is_available() and torch.distributed.is_initialized()
     check_manifest(parts_dir, data_fingerprint)
     done = read_shards(parts_dir)
     todo = [(i, row) for i, row in enumerate(rows) if i not in done]
@@ -239,13 +249,19 @@ def run_blend(module: BlendModule, rows: Sequence[dict], output: str, data_finge
                          logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, callbacks=[ShardWriter(parts_dir, len(todo), progress)])
     if todo:
-        loader = torch.utils.data.DataLoader(todo, batch_size=batch_size, shuffle=False, collate_fn=list)
+        # every device needs at least one row; repeats are harmless (results are keyed by input index)
+        work = todo + [todo[-1]] * max(0, trainer.num_devices * trainer.num_nodes - len(todo))
+        loader = torch.utils.data.DataLoader(work, batch_size=batch_size, shuffle=False, collate_fn=list)
         trainer.predict(module, loader, return_predictions=False)
     trainer.strategy.barrier()
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()   # the rest (merge, metrics) is rank 0's alone
+    if not had_process_group and torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()   # ours (Lightning's); the merge and metrics are rank 0's alone
+    active = {"generate": module.generator is not None, "rank": True, "fuse": module.fuser is not None}
+    seconds = {k: v for k, v in module.seconds.items() if active[k]}
+    busy = sum(seconds.values()) or 1.0
     summary = {"rows": len(rows), "resumed_from": len(done), "computed": len(todo),
-               "seconds": round(time.time() - start, 1), "stage_seconds": {k: round(v, 2) for k, v in module.seconds.items()}}
+               "seconds": round(time.time() - start, 1), "stage_seconds": {k: round(v, 2) for k, v in seconds.items()},
+               "stage_share": {k: round(v / busy, 3) for k, v in seconds.items()}}
     if trainer.is_global_zero:
         merge(parts_dir, output, len(rows))
         summary["output"] = os.path.abspath(output)

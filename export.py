@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 
 import torch
@@ -116,26 +117,42 @@ _USAGE = {
 }
 
 
+def _read_json(folder: str, name: str) -> dict:
+    path = os.path.join(folder, name)
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def folder_kind(folder: str) -> str:
-    with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
-        config = json.load(f)
-    return "pairranker" if config.get("model_type") == "blendkit-pairranker" else "genfuser"
+    """"genfuser" or "pairranker", for full exports and LoRA adapter folders alike."""
+    from .genfuser.inference import SETTINGS_FILE
+
+    if os.path.exists(os.path.join(folder, SETTINGS_FILE)):
+        return "genfuser"
+    config = _read_json(folder, "config.json")
+    if config.get("model_type") == "blendkit-pairranker":
+        return "pairranker"
+    if config.get("is_encoder_decoder") or _read_json(folder, "adapter_config.json").get("task_type") == "SEQ_2_SEQ_LM":
+        return "genfuser"
+    return "pairranker"
 
 
 def guess_base_model(folder: str) -> str | None:
-    """The backbone's Hub id when the config remembers where it came from."""
-    with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
-        config = json.load(f)
-    for key in ("encoder", "decoder"):
-        name = (config.get(key) or {}).get("_name_or_path") if isinstance(config.get(key), dict) else None
-        if name:
-            config = {"_name_or_path": name}
-            break
-    name = config.get("_name_or_path") or ""
-    for fragment, hub_id in _KNOWN_BASES.items():
-        if fragment in name:
-            return hub_id
-    return name if name and not os.path.isabs(name) else None
+    """The backbone's Hub id when the config (or a LoRA adapter's config) remembers where it came from."""
+    config = _read_json(folder, "config.json")
+    names = [_read_json(folder, "adapter_config.json").get("base_model_name_or_path") or ""]
+    names += [(config.get(key) or {}).get("_name_or_path") or "" for key in ("encoder", "decoder")
+              if isinstance(config.get(key), dict)]
+    names.append(config.get("_name_or_path") or "")
+    for name in filter(None, names):
+        for fragment, hub_id in _KNOWN_BASES.items():
+            if fragment in name:
+                return hub_id
+        if re.fullmatch(r"[\w.-]+/[\w.-]+", name) and not os.path.exists(name):
+            return name                                      # looks like a Hub id, not a local path
+    return None
 
 
 def model_card(kind: str, repo_id: str | None, base_model: str | None, datasets: list[str], metrics: dict | None,
@@ -164,7 +181,7 @@ def model_card(kind: str, repo_id: str | None, base_model: str | None, datasets:
              "was trained on (e.g. a preference for longer answers) and should not be the only check on "
              "correctness or safety.", ""]
     if base_model:
-        lines += [f"Fine-tuned from `{base_model}` with [blendkit](https://github.com/) (Lightning).", ""]
+        lines += [f"Fine-tuned from `{base_model}` with blendkit (PyTorch Lightning).", ""]
     if metrics:
         lines += ["## Evaluation", "", "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {v} |" for k, v in metrics.items() if isinstance(v, (int, float, str))]
@@ -179,7 +196,7 @@ def model_card(kind: str, repo_id: str | None, base_model: str | None, datasets:
 def write_model_card(folder: str, repo_id: str | None = None, base_model: str | None = None,
                      datasets: list[str] | None = None, metrics: dict | None = None,
                      license: str = "apache-2.0") -> str:
-    kind = folder_kind(folder) if os.path.exists(os.path.join(folder, "config.json")) else "pairranker"
+    kind = folder_kind(folder)
     adapter = os.path.exists(os.path.join(folder, "adapter_config.json"))
     text = model_card(kind, repo_id, base_model or guess_base_model(folder), list(datasets or []), metrics,
                       license, adapter)

@@ -138,7 +138,7 @@ def cmd_blend(args: argparse.Namespace) -> None:
     settings = {name: getattr(args, name) for name in (
         "ranker", "fuser", "generate_with", "weighting", "members_alone", "no_fused_generation", "top_k",
         "aggregation", "max_new_tokens", "fuse_max_new_tokens", "num_beams", "no_repeat_ngram_size", "pool",
-        "split", "limit", "on_error")}
+        "split", "limit", "on_error", "precision")}
     ranker = Ranker.from_pretrained(resolve_model(args.ranker), batch_size=args.rank_batch_size)
     fuser = generator = None
     if args.fuser:
@@ -159,7 +159,8 @@ def cmd_blend(args: argparse.Namespace) -> None:
     devices = int(args.devices) if str(args.devices).isdigit() else args.devices
     summary = run_blend(module, list(data.dataset), args.output, fingerprint(args.data, settings),
                         batch_size=args.batch_size, accelerator=args.accelerator, devices=devices,
-                        strategy=args.strategy, precision=args.precision, progress=not args.quiet)
+                        strategy=args.strategy, precision=args.precision, progress=not args.quiet,
+                        overwrite=args.overwrite)
     if "output" not in summary:
         return  # not global rank 0
     summary["skipped"] = len(data.skipped)
@@ -170,16 +171,16 @@ def cmd_blend(args: argparse.Namespace) -> None:
     quality = blend_quality(args.output)
     if quality:
         summary["metrics"] = quality
-    busy = sum(summary["stage_seconds"].values()) or 1.0
-    summary["stage_share"] = {k: round(v / busy, 3) for k, v in summary["stage_seconds"].items() if v}
     summary["rows_per_second"] = round(summary["computed"] / max(summary["seconds"], 1e-9), 3)
     if args.show:
         with open(args.output, encoding="utf-8") as f:
             for line in list(f)[:args.show]:
                 row = json.loads(line)
-                print(f"\n### {row['id']}: {row['instruction'][:160]!r}\n  selected ({row['selected']['model']}): "
-                      f"{row['selected']['text'][:200]!r}" + (f"\n  fused: {row['fused'][:300]!r}" if "fused" in row else ""),
-                      file=sys.stderr)
+                generated = "".join(f"\n  generated {c['model']} (rank {c['rank']}, λ={c['packllm']['weights']}): "
+                                    f"{c['text'][:200]!r}" for c in row["candidates"] if c.get("packllm"))
+                print(f"\n### {row['id']}: {row['instruction'][:160]!r}{generated}\n  selected "
+                      f"({row['selected']['model']}): {row['selected']['text'][:200]!r}"
+                      + (f"\n  fused: {row['fused'][:300]!r}" if "fused" in row else ""), file=sys.stderr)
     print(json.dumps(summary, indent=2))
 
 
@@ -325,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     blend.add_argument("--devices", default="1", help="devices (number, list or 'auto')")
     blend.add_argument("--strategy", default="auto", help="a Lightning strategy: auto, ddp (tested on CPU), ...")
     blend.add_argument("--precision", default=None, help="e.g. bf16-mixed on GPUs (default: 32-true)")
+    blend.add_argument("--overwrite", action="store_true", help="recompute even if OUT holds a finished blend")
     blend.add_argument("--show", type=int, default=0, help="print the first N blended rows")
     blend.set_defaults(func=cmd_blend)
 

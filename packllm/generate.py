@@ -111,8 +111,8 @@ class PackLLMGenerator:
     def _generate_batch(self, prompts, weights, max_new_tokens, min_new_tokens, do_sample, temperature, top_p, stop,
                         generator):
         rows = len(prompts)
-        states = [_MemberState(m, [m.format_prompt(p, self.chat) for p in prompts], self.primary.tokenizer)
-                  for m in self.members]
+        states = [_MemberState(m, [m.format_prompt(p, self.chat) for p in prompts], self.primary.tokenizer,
+                               add_special_tokens=not m.uses_template(self.chat)) for m in self.members]
         eos = torch.tensor(sorted(self.primary.eos_ids()), dtype=torch.long)
         lam = weights.float().to(self.primary.device)
         generated = [[] for _ in range(rows)]
@@ -134,7 +134,8 @@ class PackLLMGenerator:
                     generated[i].pop()
                     continue
                 if stop:
-                    texts[i] = self.primary.tokenizer.decode(generated[i], skip_special_tokens=True)
+                    texts[i] = self.primary.tokenizer.decode(generated[i], skip_special_tokens=True,
+                                                             clean_up_tokenization_spaces=False)
                     cut = min((texts[i].find(s) for s in stop if s in texts[i]), default=-1)
                     if cut >= 0:
                         texts[i], finished[i], reasons[i] = texts[i][:cut], True, "stop"
@@ -144,8 +145,8 @@ class PackLLMGenerator:
                 state.advance(token, generated, finished)
         out = []
         for i in range(rows):
-            text = texts[i] if reasons[i] == "stop" else self.primary.tokenizer.decode(generated[i],
-                                                                                       skip_special_tokens=True)
+            text = texts[i] if reasons[i] == "stop" else self.primary.tokenizer.decode(
+                generated[i], skip_special_tokens=True, clean_up_tokenization_spaces=False)
             out.append(Generation(text, [round(float(w), 6) for w in weights[i]], len(generated[i]), reasons[i],
                                   generated[i]))
         return out
@@ -154,19 +155,20 @@ class PackLLMGenerator:
 class _MemberState:
     """One member's KV cache, attention mask and latest next-token log-probs for a batch of rows."""
 
-    def __init__(self, member: Member, texts: list[str], primary_tokenizer):
+    def __init__(self, member: Member, texts: list[str], primary_tokenizer, add_special_tokens: bool = True):
         self.member = member
         self.primary_tokenizer = primary_tokenizer
         tokenizer = member.tokenizer
         side = tokenizer.padding_side
         tokenizer.padding_side = "left"
         try:
-            encoding = tokenizer(texts, return_tensors="pt", padding=True)
+            encoding = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=add_special_tokens)
         finally:
             tokenizer.padding_side = side
         self.mask = encoding["attention_mask"].to(member.device)
         self.past = None
         self.fed = [""] * len(texts)               # generated text already given to this member
+        self.anchor = member.tokenizer.encode("\n", add_special_tokens=False)
         self.logp = self._forward(encoding["input_ids"].to(member.device))
 
     def _forward(self, ids: torch.Tensor) -> torch.Tensor:
@@ -176,6 +178,9 @@ class _MemberState:
                                 past_key_values=self.past, use_cache=True, logits_to_keep=1)
         self.past = out.past_key_values
         return self.member.log_probs(out.logits[:, -1])
+
+    def _encode_piece(self, text: str) -> list[int]:
+        return _encode_piece_after_anchor(self.member.tokenizer, self.anchor, text)
 
     def advance(self, token: torch.Tensor, generated: list[list[int]], finished: torch.Tensor) -> None:
         device = self.member.device
@@ -189,12 +194,12 @@ class _MemberState:
             if finished[i]:
                 pieces.append([])
                 continue
-            text = self.primary_tokenizer.decode(ids, skip_special_tokens=True)
+            text = self.primary_tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
             if text.endswith("\ufffd"):             # a character still split over byte tokens
                 pieces.append([])
                 continue
             delta, self.fed[i] = text[len(self.fed[i]):], text
-            pieces.append(self.member.tokenizer.encode(delta, add_special_tokens=False) if delta else [])
+            pieces.append(self._encode_piece(delta) if delta else [])
         width = max(len(p) for p in pieces)
         if width == 0:
             return
@@ -205,6 +210,15 @@ class _MemberState:
         logp = self._forward(ids)
         moved = torch.tensor([len(p) > 0 for p in pieces], device=device)
         self.logp = torch.where(moved[:, None], logp, self.logp)
+
+
+def _encode_piece_after_anchor(tokenizer, anchor: list[int], text: str) -> list[int]:
+    """Tokens for ``text`` as a continuation: encoded after an anchor so that tokenizers which mark the
+    start of every input (SentencePiece's "▁") do not add a space; without the anchor if it merged."""
+    ids = tokenizer.encode(tokenizer.decode(anchor) + text, add_special_tokens=False)
+    if ids[:len(anchor)] == anchor:
+        return ids[len(anchor):]
+    return tokenizer.encode(text, add_special_tokens=False)
 
 
 def _pick(fused: torch.Tensor, do_sample: bool, temperature: float, top_p: float, generator) -> torch.Tensor:

@@ -22,7 +22,9 @@ class Member:
             tokenizer.pad_token = tokenizer.eos_token
         primary_tokenizer = primary_tokenizer if primary_tokenizer is not None else tokenizer
         self.shares_vocabulary = same_vocabulary(tokenizer, primary_tokenizer)
-        self.vocab_map = None if self.shares_vocabulary else VocabMap(tokenizer, primary_tokenizer).to(self.device)
+        primary_eos = {primary_tokenizer.eos_token_id} - {None}
+        self.vocab_map = None if self.shares_vocabulary else \
+            VocabMap(tokenizer, primary_tokenizer, self.eos_ids(), primary_eos).to(self.device)
         self.primary_size = len(primary_tokenizer)
 
     @classmethod
@@ -50,9 +52,13 @@ class Member:
         # Models may pad their output layer beyond the tokenizer; those ids are never real tokens.
         return torch.log_softmax(logits.float(), dim=-1)[..., :self.primary_size]
 
+    def uses_template(self, chat: bool) -> bool:
+        return bool(chat and self.tokenizer.chat_template)
+
     def format_prompt(self, prompt: str, chat: bool) -> str:
-        """The text this member reads: its chat template around the prompt when it has one and chat is on."""
-        if chat and self.tokenizer.chat_template:
+        """The text this member reads: its chat template around the prompt when it has one and chat is on.
+        (A template writes its own special tokens: encode its text with ``add_special_tokens=False``.)"""
+        if self.uses_template(chat):
             return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                                       add_generation_prompt=True)
         return prompt

@@ -47,7 +47,7 @@ def aligned_logprobs(members: Sequence[Member], texts: Sequence[str]) -> list[Al
         boundary_maps = [_last_token_ending_at(e["offset_mapping"][i][:len(o[i])]) for e, o in zip(encodings, outputs)]
         for j in range(1, len(p_offsets)):
             end = int(p_offsets[j - 1][1])
-            if int(p_offsets[j][0]) < end:          # token j starts inside a character split over tokens
+            if int(p_offsets[j][0]) != end:         # token j starts inside a split character, or offsets skip text
                 continue
             positions = [j - 1] + [boundary_maps[k].get(end) for k in range(1, len(members))]
             if any(p is None for p in positions):

@@ -7,8 +7,9 @@ member's tokens whose text is *compatible* with u's text — one is a prefix of 
     c(u) = Σ_{v : text(v) starts with text(u), or text(u) starts with text(v)} p(v)
 
 i.e. the member's probability that the next characters agree with u, read up to the shorter of the
-two tokens. c is then renormalised (with a small floor, so no token gets log 0) into log-probs. Tokens
-without text of their own (special tokens, bytes of an incomplete UTF-8 character) carry no mass.
+two tokens. c is then renormalised (with a small floor, so no token gets log 0) into log-probs. The
+member's end-of-sequence tokens carry their mass to the primary's. Other tokens without text of their
+own (special tokens, bytes of an incomplete UTF-8 character) carry no mass.
 Members whose vocabulary equals the primary's skip all this (`same_vocabulary`).
 """
 
@@ -33,10 +34,10 @@ def token_texts(tokenizer) -> list[str | None]:
     the first token of a sequence.
     """
     anchor = tokenizer.encode("a", add_special_tokens=False)
-    prefix = tokenizer.decode(anchor)
+    prefix = tokenizer.decode(anchor, clean_up_tokenization_spaces=False)
     special = set(tokenizer.all_special_ids)
     special.update(i for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items() if t.special)
-    decoded = tokenizer.batch_decode([anchor + [i] for i in range(len(tokenizer))])
+    decoded = tokenizer.batch_decode([anchor + [i] for i in range(len(tokenizer))], clean_up_tokenization_spaces=False)
     texts: list[str | None] = []
     for i, text in enumerate(decoded):
         if i in special or not text.startswith(prefix):
@@ -50,10 +51,15 @@ def token_texts(tokenizer) -> list[str | None]:
 class VocabMap:
     """Carries a member's next-token distributions over to the primary vocabulary (see module doc)."""
 
-    def __init__(self, member_tokenizer, primary_tokenizer):
+    def __init__(self, member_tokenizer, primary_tokenizer, member_eos: set[int] = frozenset(),
+                 primary_eos: set[int] = frozenset()):
         source = token_texts(member_tokenizer)
         target = token_texts(primary_tokenizer)
         rows, cols = _compatible_pairs(source, target)
+        for m in member_eos:                 # "the answer ends here" carries over from EOS to EOS
+            for p in primary_eos:
+                rows.append(m)
+                cols.append(p)
         self.source_size, self.target_size = len(source), len(target)
         # compatibility as a sparse [V_primary, V_member] 0/1 matrix (CSR): c = matrix @ p
         primary = torch.tensor(cols, dtype=torch.long)

@@ -20,19 +20,22 @@ Weightings (all return a [K] tensor on the simplex):
     sim       softmax(−log PPL_k / τ)                        (PackLLM-sim)
     greedy    members by PPL, each mixed in with the best weight on a grid  (PackLLM-opt)
     exact     minimum of f over the simplex; active-set Newton, stopped when the Frank–Wolfe duality
-              gap (an upper bound of f(λ) − min f) is below `tol` nats per token
+              gap (a guaranteed upper bound of f(λ) − min f) is below `tol` nats per token, or when
+              Newton's own estimate of f(λ) − min f is below tol/100 (at sharp optima the gap is loose)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 import functools
+import warnings
 from typing import Callable
 
 import numpy as np
 import torch
 
 WEIGHTINGS = ("uniform", "sim", "greedy", "exact")
+LOGP_FLOOR = -1e4  # log-probs below this (including −inf) are raised to it: exp() of it underflows to 0
 
 
 @dataclass
@@ -47,10 +50,16 @@ class PromptLogProbs:
         if self.logp.ndim != 3 or self.logp.shape[1] == 0:
             raise ValueError(f"PromptLogProbs.logp must be [members, positions>0, support], got {tuple(self.logp.shape)}")
         logp = self.logp.detach().cpu()
-        self.logp = logp if logp.dtype in (torch.float32, torch.float64) else logp.float()
+        logp = logp if logp.dtype in (torch.float32, torch.float64) else logp.float()
+        if torch.isnan(logp).any() or (logp == float("inf")).any():
+            raise ValueError("PromptLogProbs.logp holds NaN or +inf values")
+        self.logp = logp.clamp_min(LOGP_FLOOR)   # log 0 → a finite floor, so 0·log p stays 0 for λ_k = 0
         positions = self.logp.shape[1]
         if self.target is None:
             self.target = torch.zeros(positions, dtype=torch.long)
+        self.target = self.target.detach().cpu().long()
+        if self.target.shape != (positions,) or (self.target < 0).any() or (self.target >= self.logp.shape[2]).any():
+            raise ValueError(f"PromptLogProbs.target must hold {positions} token indices below {self.logp.shape[2]}")
         self.observed = self.logp[:, torch.arange(positions), self.target]        # [K, T]
         self.flat = self.logp.reshape(self.members, -1)
 
@@ -103,7 +112,7 @@ def greedy_weights(scores: PromptLogProbs, grid_step: float = 0.1) -> torch.Tens
     order = np.argsort(scores.member_nll, kind="stable")
     weights = np.zeros(scores.members)
     weights[order[0]] = 1.0
-    grid = np.arange(0.0, 1.0 + 1e-9, grid_step)
+    grid = np.unique(np.append(np.arange(0.0, 1.0, grid_step), 1.0))
     for k in order[1:]:
         vertex = np.zeros_like(weights)
         vertex[k] = 1.0
@@ -118,8 +127,9 @@ class ExactResult:
     weights: torch.Tensor
     value: float       # f(λ*)
     gap: float         # Frank–Wolfe duality gap at λ*: a guaranteed upper bound of f(λ*) − min f
-    decrement: float   # Newton's estimate of f(λ*) − min f (much tighter than the gap at sharp optima)
+    decrement: float   # Newton's estimate of f(λ*) − min f at λ* (much tighter than the gap at sharp optima)
     iterations: int
+    converged: bool    # gap ≤ tol or decrement ≤ tol/100 (False: max_iter was reached first)
 
 
 def exact_weights(scores: PromptLogProbs, tol: float | None = None, max_iter: int = 50) -> ExactResult:
@@ -137,40 +147,45 @@ def exact_weights(scores: PromptLogProbs, tol: float | None = None, max_iter: in
     """
     tol = scores.default_tol if tol is None else tol
     if scores.members == 1:
-        return ExactResult(torch.ones(1, dtype=torch.float64), float(scores.member_nll[0]), 0.0, 0.0, 0)
+        return ExactResult(torch.ones(1, dtype=torch.float64), float(scores.member_nll[0]), 0.0, 0.0, 0, True)
     nll = scores.member_nll
     weights = np.exp(-(nll - nll.min()))
     weights /= weights.sum()                       # softmax(−log PPL): a good interior start
     value, grad, hess = _value_grad_hess(scores, weights)
-    decrement = float("inf")
     iterations = 0
-    while iterations < max_iter:
+    while True:
         gap = float(grad @ weights - grad.min())
-        if gap <= tol:
-            break
         direction = _newton_direction(grad, hess, weights > 0)
-        if direction is not None and grad @ direction < 0:
-            decrement = -float(grad @ direction) / 2
-            if decrement <= tol / 100:
-                break
-        else:
+        newton = direction is not None and grad @ direction < 0
+        decrement = -float(grad @ direction) / 2 if newton else (0.0 if direction is not None else float("nan"))
+        converged = gap <= tol or (direction is not None and decrement <= tol / 100)
+        if converged or iterations >= max_iter:
+            break
+        if not newton:
             direction = -weights
             direction[np.argmin(grad)] += 1.0      # Frank–Wolfe: toward the best vertex
         iterations += 1
         weights, (value, grad, hess) = _line_search(scores, weights, direction, _max_feasible_step(weights, direction),
-                                                    float(grad @ direction))
-    gap = float(grad @ weights - grad.min())
-    return ExactResult(torch.from_numpy(weights), value, max(gap, 0.0), min(decrement, max(gap, 0.0)), iterations)
+                                                    float(grad @ direction), value)
+    return ExactResult(torch.from_numpy(weights), value, max(gap, 0.0), decrement, iterations, converged)
 
 
 def solve(scores: PromptLogProbs, weighting: str, **options) -> torch.Tensor:
     """λ for one prompt by name: uniform | sim (tau) | greedy (grid_step) | exact (tol, max_iter)."""
     solvers: dict[str, Callable[..., torch.Tensor]] = {
         "uniform": uniform_weights, "sim": sim_weights, "greedy": greedy_weights,
-        "exact": lambda s, **o: exact_weights(s, **o).weights}
+        "exact": _exact_or_warn}
     if weighting not in solvers:
         raise ValueError(f"unknown weighting {weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
     return solvers[weighting](scores, **options).to(torch.float32)
+
+
+def _exact_or_warn(scores: PromptLogProbs, **options) -> torch.Tensor:
+    result = exact_weights(scores, **options)
+    if not result.converged:
+        warnings.warn(f"exact weights: not converged after {result.iterations} iterations (gap {result.gap:.2e}, "
+                      f"Newton estimate {result.decrement:.2e}); using the last iterate", RuntimeWarning)
+    return result.weights
 
 
 # -- Newton machinery: heavy sums in torch (the logp's dtype), the K×K algebra in numpy float64 ----------
@@ -190,13 +205,13 @@ def _value_grad_hess(scores: PromptLogProbs, weights: np.ndarray):
     mixed = _mixed(scores, weights)
     lse = torch.logsumexp(mixed, dim=1)
     q = torch.exp(mixed - lse[:, None]).reshape(-1)                     # [T·S]
-    weighted = scores.flat * q                                          # [K, T·S]
-    mean = weighted.reshape(scores.logp.shape).sum(dim=2).double()      # E_q[ℓ_k] per position   [K, T]
+    mean = (scores.logp * q.reshape(1, *mixed.shape)).sum(dim=2)       # E_q[ℓ_k] per position   [K, T]
+    centred = (scores.logp - mean[:, :, None]).reshape(scores.members, -1)   # no cancellation in Cov_q
     observed = scores.observed.double()
     positions = mixed.shape[0]
     value = float((lse.double() - torch.from_numpy(weights) @ observed).mean())
-    grad = (mean - observed).mean(dim=1).numpy()
-    hess = ((weighted @ scores.flat.T).double() - mean @ mean.T).numpy() / positions
+    grad = (mean.double() - observed).mean(dim=1).numpy()
+    hess = ((centred * q) @ centred.T).double().numpy() / positions
     return value, grad, hess
 
 
@@ -230,22 +245,27 @@ def _max_feasible_step(weights, direction):
     return min(1.0, float((weights[shrinking] / -direction[shrinking]).min()))
 
 
-def _line_search(scores, weights, direction, step, slope0):
-    """A step along ``direction`` where the directional derivative has shrunk to ≤ 0.1 of its start
-    (or the simplex's edge, if f still falls there): regula falsi on φ'(s) = ∇f(λ + s·d)·d."""
+def _line_search(scores, weights, direction, step, slope0, value0):
+    """A step along ``direction`` where the directional derivative φ'(s) = ∇f(λ + s·d)·d has shrunk to
+    ≤ 0.1 of its start, found by regula falsi on φ' (exact to float precision, unlike f's tiny
+    differences near the optimum). A point with φ' ≤ 0 cannot be above the start (φ is convex); one
+    with a small positive φ' is taken only if f did not rise."""
     def at(s):
         point = _clean(weights + s * direction)
         state = _value_grad_hess(scores, point)
         return point, state, float(state[1] @ direction)
 
+    def acceptable(state, slope):
+        return slope <= 0 or (slope <= 0.1 * abs(slope0) and state[0] <= value0 + 1e-12 * max(1.0, abs(value0)))
+
     point, state, slope = at(step)
-    if slope <= 0.1 * abs(slope0):
+    if slope <= 0 or acceptable(state, slope):
         return point, state
     lo, lo_slope, hi, hi_slope = 0.0, slope0, step, slope
     for _ in range(30):
         s = lo + (hi - lo) * lo_slope / (lo_slope - hi_slope)
         point, state, slope = at(s)
-        if abs(slope) <= 0.1 * abs(slope0):
+        if abs(slope) <= 0.1 * abs(slope0) and acceptable(state, slope):
             break
         if slope > 0:
             hi, hi_slope = s, slope

@@ -121,6 +121,23 @@ def test_a_killed_blend_resumes_to_the_same_file(models, rows, tmp_path):
     assert not (tmp_path / "resumed.jsonl.parts").exists()
 
 
+def test_a_finished_output_is_kept_unless_overwrite(models, rows, tmp_path, capsys):
+    out = tmp_path / "done.jsonl"
+    infer.main(_blend(rows, *models, out))
+    first = out.read_text()
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        infer.main(_blend(rows, *models, out))
+    infer.main(_blend(rows, *models, out, "--overwrite"))
+    assert out.read_text() == first
+    parts = tmp_path / "damaged.jsonl.parts"
+    parts.mkdir()
+    (parts / "shard-0.jsonl").write_text('not json\n{"index": 0, "record": {}}\n')
+    from blendkit.blend import read_shards
+
+    with pytest.raises(ValueError, match="line 1.*damaged"):
+        read_shards(str(parts))
+
+
 def test_resuming_with_other_options_is_refused(models, rows, tmp_path, capsys):
     out = tmp_path / "o.jsonl"
     parts = tmp_path / "o.jsonl.parts"
@@ -153,3 +170,10 @@ def test_two_processes_give_the_same_file_as_one(models, rows, tmp_path):
             [c["ranker_score"] for c in x["candidates"]], abs=1e-5)
         assert (y["selected"]["model"], y["fused_from"]) == (x["selected"]["model"], x["fused_from"])
     assert not (tmp_path / "two.jsonl.parts").exists()
+    # fewer rows left than devices: each device still gets work, and the file is complete
+    single = tmp_path / "single.jsonl"
+    proc = subprocess.run([sys.executable, str(ROOT / "infer.py"), *_blend(rows, *models, single), "--limit", "1",
+                           "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [json.loads(line)["id"] for line in single.read_text().splitlines()] == ["r0"]

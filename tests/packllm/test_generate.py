@@ -82,8 +82,8 @@ def test_batching_does_not_change_results(pair):
 
 def test_max_new_tokens_stop_strings_and_finish_reasons(pair):
     generator = PackLLMGenerator(list(pair))
-    long = generator.generate(PROMPTS[:1], max_new_tokens=6)[0]
-    assert long.tokens <= 6 and long.finish_reason in ("length", "eos")
+    long = generator.generate(PROMPTS[:1], max_new_tokens=6, min_new_tokens=6)[0]
+    assert long.tokens == 6 and long.finish_reason == "length"
     free = generator.generate(PROMPTS[:1], max_new_tokens=20)[0]
     assert len(free.text) > 3, "the tiny model should produce some text to cut"
     stop = free.text[2:4]
@@ -98,6 +98,8 @@ def test_sampling_is_seeded_and_top_p_near_zero_is_greedy(pair):
     again = generator.generate(PROMPTS, max_new_tokens=8, do_sample=True, temperature=1.5, seed=3)
     assert [g.token_ids for g in first] == [g.token_ids for g in again]
     greedy = generator.generate(PROMPTS, max_new_tokens=8)
+    hot = generator.generate(PROMPTS, max_new_tokens=8, do_sample=True, temperature=50.0, seed=1)
+    assert [g.token_ids for g in hot] != [g.token_ids for g in greedy], "sampling must sample"
     nucleus = generator.generate(PROMPTS, max_new_tokens=8, do_sample=True, top_p=1e-6, seed=0)
     assert [g.token_ids for g in nucleus] == [g.token_ids for g in greedy]
     with pytest.raises(ValueError, match="top_p"):
@@ -117,7 +119,7 @@ def test_weights_for_every_weighting_on_real_tokens(pair):
     greedy = generator.weights(PROMPTS[:2], weighting="greedy")
     from blendkit.packllm.weights import objective
 
-    for i, s in enumerate(scores):  # on the full vocabulary, exact (solved on top-32 + pooled rest) still wins
+    for i, s in enumerate(scores):  # on the true objective, exact beats greedy and every single member
         assert objective(s, exact[i].double()) <= objective(s, greedy[i].double()) + 1e-4
         assert objective(s, exact[i].double()) <= min(s.member_nll) + 1e-4
 
@@ -163,3 +165,31 @@ def test_vocab_map_carries_shared_strings_over(mixed):
     target = primary.tokenizer.encode(" world", add_special_tokens=False)[0]
     unrelated = primary.tokenizer.encode(" banana", add_special_tokens=False)[0]
     assert float(logp[target]) > -5 and float(logp[unrelated]) < -15
+    # a member sure the answer is over says so in the primary's vocabulary: EOS is not vetoed
+    done = torch.full((1, len(other.tokenizer)), -30.0)
+    done[0, other.tokenizer.eos_token_id] = 30.0
+    assert float(other.log_probs(done)[0, primary.tokenizer.eos_token_id]) > -1
+
+
+def test_a_mixed_vocabulary_member_reads_the_same_text_as_the_primary(mixed):
+    """Replaying a fused generation step by step: the other member is fed exactly the primary's text, and
+    its cached state equals a fresh forward over its prompt tokens + the tokens it was fed."""
+    from blendkit.packllm.generate import _MemberState
+
+    primary, other = mixed
+    generator = PackLLMGenerator(list(mixed), chat=False)
+    out = generator.generate(["Hello there"], max_new_tokens=6, min_new_tokens=6, weights=torch.tensor([[0.5, 0.5]]))[0]
+    state = _MemberState(other, ["Hello there"], primary.tokenizer)
+    fed_ids: list[int] = []
+    encode = state._encode_piece
+    state._encode_piece = lambda text: fed_ids.extend(encode(text)) or encode(text)
+    for n in range(1, len(out.token_ids) + 1):
+        state.advance(torch.tensor(out.token_ids[n - 1:n]), [out.token_ids[:n]], torch.zeros(1, dtype=torch.bool))
+    assert state.fed[0] == primary.tokenizer.decode(out.token_ids, skip_special_tokens=True,
+                                                    clean_up_tokenization_spaces=False)
+    assert fed_ids, "the other member must have been fed tokens"
+    prompt_ids = other.tokenizer("Hello there", return_tensors="pt")["input_ids"]
+    ids = torch.cat([prompt_ids, torch.tensor([fed_ids])], dim=1)
+    with torch.inference_mode():
+        expected = other.log_probs(other.model(input_ids=ids).logits[:, -1])
+    assert torch.allclose(state.logp, expected, atol=1e-4)

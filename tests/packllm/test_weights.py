@@ -58,7 +58,7 @@ def test_exact_reports_a_valid_gap_and_obeys_the_tolerance():
     tight = exact_weights(scores, tol=1e-10)
     assert tight.gap <= 1e-10 or tight.decrement <= 1e-12
     assert loose.value - tight.value <= loose.gap + 1e-12   # the gap bounds the distance to the optimum
-    assert tight.decrement <= tight.gap + 1e-15
+    assert tight.converged and loose.converged
     assert objective(scores, tight.weights) == pytest.approx(tight.value, abs=1e-12)
 
 
@@ -111,6 +111,30 @@ def test_pooled_support_is_an_upper_bound_that_is_exact_at_the_vertices():
     # the exact weights of the bound are at least as good as every member on the *true* objective
     best = exact_weights(truncated).weights
     assert objective(full, best) <= min(objective(full, _vertex(k, 3)) for k in range(3)) + 1e-6
+
+
+def test_float32_inputs_and_the_iteration_limit():
+    scores64 = _random_scores(3, positions=30, vocab=500, seed=12)
+    scores32 = PromptLogProbs(scores64.logp.float())
+    exact64, exact32 = exact_weights(scores64), exact_weights(scores32)
+    assert exact32.converged
+    assert torch.allclose(exact32.weights, exact64.weights, atol=1e-3)
+    assert objective(scores64, exact32.weights) <= objective(scores64, exact64.weights) + 1e-5
+    capped = exact_weights(_random_scores(4, positions=10, vocab=40, seed=2), tol=0.0, max_iter=1)
+    assert not capped.converged and capped.iterations == 1
+    assert torch.isclose(capped.weights.sum(), torch.tensor(1.0, dtype=torch.float64))
+
+
+def test_log_zero_is_floored_and_nan_is_refused():
+    logp = torch.log_softmax(torch.randn(2, 5, 7, dtype=torch.float64), dim=-1)
+    logp[1, :, 3] = float("-inf")                       # member 2 says token 3 is impossible
+    weights = exact_weights(PromptLogProbs(logp)).weights
+    assert torch.isfinite(weights).all() and torch.isclose(weights.sum(), torch.tensor(1.0, dtype=torch.float64))
+    logp[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        PromptLogProbs(logp)
+    with pytest.raises(ValueError, match="target"):
+        PromptLogProbs(torch.zeros(2, 5, 7), target=torch.full((5,), 9))
 
 
 def test_bad_inputs_are_rejected():

@@ -96,10 +96,15 @@ def test_lora_trains_adapters_and_head_only(tiny_backbone, data_files, tmp_path)
                 str(tmp_path / "from_ckpt")])
     from_ckpt = PairRankerModel.from_pretrained(tmp_path / "from_ckpt").state_dict()
     assert all(torch.equal(from_ckpt[k], v) for k, v in merged.state_dict().items())
-    # Adapter-only export
-    run.model.export(str(tmp_path / "adapter"), merge_lora=False)
+    # Adapter-only export, from the checkpoint through the CLI, with its model card
+    infer.main(["export", "--checkpoint", str(tmp_path / "checkpoints" / "last.ckpt"), "--output",
+                str(tmp_path / "adapter"), "--adapter-only"])
     assert os.path.exists(tmp_path / "adapter" / "adapter_config.json")
     assert os.path.exists(tmp_path / "adapter" / "adapter_model.safetensors")
+    import yaml
+
+    meta = yaml.safe_load((tmp_path / "adapter" / "README.md").read_text().split("---")[1])
+    assert meta["library_name"] == "peft" and "pairranker" in meta["tags"]
 
 
 @pytest.mark.parametrize("recipe", sorted(glob.glob(str(ROOT / "configs" / "pairranker" / "*.yaml"))),
