@@ -112,7 +112,8 @@ class PackLLMGenerator:
                         generator):
         rows = len(prompts)
         states = [_MemberState(m, [m.format_prompt(p, self.chat) for p in prompts], self.primary.tokenizer,
-                               add_special_tokens=not m.uses_template(self.chat)) for m in self.members]
+                               add_special_tokens=not m.uses_template(self.chat),
+                               max_prompt_tokens=max(1, m.max_positions - max_new_tokens)) for m in self.members]
         eos = torch.tensor(sorted(self.primary.eos_ids()), dtype=torch.long)
         lam = weights.float().to(self.primary.device)
         generated = [[] for _ in range(rows)]
@@ -155,16 +156,19 @@ class PackLLMGenerator:
 class _MemberState:
     """One member's KV cache, attention mask and latest next-token log-probs for a batch of rows."""
 
-    def __init__(self, member: Member, texts: list[str], primary_tokenizer, add_special_tokens: bool = True):
+    def __init__(self, member: Member, texts: list[str], primary_tokenizer, add_special_tokens: bool = True,
+                 max_prompt_tokens: int | None = None):
         self.member = member
         self.primary_tokenizer = primary_tokenizer
         tokenizer = member.tokenizer
-        side = tokenizer.padding_side
+        side, truncation_side = tokenizer.padding_side, tokenizer.truncation_side
         tokenizer.padding_side = "left"
+        tokenizer.truncation_side = "left"         # a prompt too long for the model keeps its end (the question)
         try:
-            encoding = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=add_special_tokens)
+            encoding = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=add_special_tokens,
+                                 truncation=max_prompt_tokens is not None, max_length=max_prompt_tokens)
         finally:
-            tokenizer.padding_side = side
+            tokenizer.padding_side, tokenizer.truncation_side = side, truncation_side
         self.mask = encoding["attention_mask"].to(member.device)
         self.past = None
         self.fed = [""] * len(texts)               # generated text already given to this member

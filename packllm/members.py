@@ -42,6 +42,13 @@ class Member:
         return cls(name_or_path, model.to(device), tokenizer, primary_tokenizer)
 
     @property
+    def max_positions(self) -> int:
+        """The longest input the model takes (its position limit; very large when it has none)."""
+        config = self.model.config
+        config = getattr(config, "text_config", None) or config
+        return int(getattr(config, "max_position_embeddings", None) or 1 << 20)
+
+    @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 

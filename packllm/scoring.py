@@ -29,10 +29,11 @@ class AlignedText:
 
 
 @torch.inference_mode()
-def aligned_logprobs(members: Sequence[Member], texts: Sequence[str]) -> list[AlignedText]:
-    """Members' log-probs at the primary's aligned positions, one `AlignedText` per text."""
+def aligned_logprobs(members: Sequence[Member], texts: Sequence[str], max_tokens: int | None = None) -> list[AlignedText]:
+    """Members' log-probs at the primary's aligned positions, one `AlignedText` per text (each member
+    reads at most ``max_tokens`` of its own tokens, and its model's position limit)."""
     primary = members[0]
-    encodings = [_encode(member, texts) for member in members]
+    encodings = [_encode(member, texts, max_tokens) for member in members]
     outputs: list[list[torch.Tensor]] = []          # per member, per text: [L_k, V_primary] log-probs
     for member, encoding in zip(members, encodings):
         logits = member.model(input_ids=encoding["input_ids"].to(member.device),
@@ -63,8 +64,8 @@ def aligned_logprobs(members: Sequence[Member], texts: Sequence[str]) -> list[Al
     return results
 
 
-def prompt_logprobs(members: Sequence[Member], prompts: Sequence[str],
-                    top_m: int | None = None) -> list[PromptLogProbs | None]:
+def prompt_logprobs(members: Sequence[Member], prompts: Sequence[str], top_m: int | None = None,
+                    max_tokens: int | None = 512) -> list[PromptLogProbs | None]:
     """The weight solvers' input for each prompt (see weights.py); None for a prompt with nothing to score
     (a single token, or no character boundary that all members share).
 
@@ -72,10 +73,11 @@ def prompt_logprobs(members: Sequence[Member], prompts: Sequence[str],
     perplexity. An integer keeps, per position, the observed token, each member's ``top_m`` most likely
     tokens and one pooled column for the rest of each member's mass — much faster, exact at single
     members, but only an upper bound elsewhere, and a loose one when the members' distributions are
-    flat (real prompts often are), so its optimum can differ from the true one.
+    flat (real prompts often are), so its optimum can differ from the true one. Only the first
+    ``max_tokens`` tokens of a prompt are scored (its perplexity is estimated from its beginning).
     """
     results = []
-    for aligned in aligned_logprobs(members, prompts):
+    for aligned in aligned_logprobs(members, prompts, max_tokens):
         results.append(_support(aligned, top_m) if aligned.targets.numel() else None)
     return results
 
@@ -111,14 +113,17 @@ def continuation_nll(members: Sequence[Member], prompts: Sequence[str], continua
     return torch.tensor([r[0] for r in results]), torch.tensor([r[1] for r in results])
 
 
-def _encode(member: Member, texts: Sequence[str]) -> dict:
+def _encode(member: Member, texts: Sequence[str], max_tokens: int | None = None) -> dict:
     tokenizer = member.tokenizer
-    side = tokenizer.padding_side
+    limit = min(max_tokens or member.max_positions, member.max_positions)
+    side, truncation_side = tokenizer.padding_side, tokenizer.truncation_side
     tokenizer.padding_side = "right"                 # scoring: real tokens keep positions 0..n-1
+    tokenizer.truncation_side = "right"              # and a long text is scored from its start
     try:
-        return tokenizer(list(texts), return_tensors="pt", padding=True, return_offsets_mapping=True)
+        return tokenizer(list(texts), return_tensors="pt", padding=True, return_offsets_mapping=True,
+                         truncation=True, max_length=limit)
     finally:
-        tokenizer.padding_side = side
+        tokenizer.padding_side, tokenizer.truncation_side = side, truncation_side
 
 
 def _last_token_ending_at(offsets: torch.Tensor) -> dict[int, int]:

@@ -138,6 +138,46 @@ def test_a_finished_output_is_kept_unless_overwrite(models, rows, tmp_path, caps
         read_shards(str(parts))
 
 
+def test_repeated_kills_at_random_moments_still_give_the_same_file(models, tmp_path):
+    """SIGKILL at random moments, again and again: each attempt is killed a random 0-0.1 s after it has
+    written a new row (mid-batch or mid-write), then one run goes to the end. The file equals the
+    uninterrupted one. Bounded: 4 killed attempts, each waiting at most 120 s for progress."""
+    import random
+
+    rows = write_jsonl(tmp_path / "rows.jsonl", [make_row(f"r{k}", [0.1 * ((k + j) % 4) for j in range(3)])
+                                                 for k in range(40)])
+    env = {**os.environ, "PYTHONPATH": str(ROOT.parent) + os.pathsep + str(ROOT)}
+    whole = tmp_path / "whole.jsonl"
+    subprocess.run([sys.executable, str(ROOT / "infer.py"), *_blend(rows, *models, whole, "--batch-size", "1")],
+                   check=True, env=env, capture_output=True)
+    out = tmp_path / "out.jsonl"
+    shard = tmp_path / "out.jsonl.parts" / "shard-0.jsonl"
+    args = [sys.executable, str(ROOT / "infer.py"), *_blend(rows, *models, out, "--batch-size", "1")]
+    chooser = random.Random(7)
+    killed = 0
+
+    def lines() -> int:
+        return shard.read_bytes().count(b"\n") if shard.exists() else 0
+
+    for _ in range(4):
+        before = lines()
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while proc.poll() is None and lines() <= before and time.time() < deadline:
+            time.sleep(0.05)
+        if proc.poll() is not None:
+            break                                   # it finished before it could be killed
+        time.sleep(chooser.uniform(0.0, 0.1))
+        proc.kill()                                 # SIGKILL
+        proc.wait()
+        killed += 1 if proc.returncode == -signal.SIGKILL else 0
+    if not out.exists():
+        subprocess.run(args, check=True, env=env, capture_output=True)
+    assert killed >= 3
+    assert out.read_text() == whole.read_text()
+    assert not (tmp_path / "out.jsonl.parts").exists()
+
+
 def test_resuming_with_other_options_is_refused(models, rows, tmp_path, capsys):
     out = tmp_path / "o.jsonl"
     parts = tmp_path / "o.jsonl.parts"

@@ -193,3 +193,13 @@ def test_a_mixed_vocabulary_member_reads_the_same_text_as_the_primary(mixed):
     with torch.inference_mode():
         expected = other.log_probs(other.model(input_ids=ids).logits[:, -1])
     assert torch.allclose(state.logp, expected, atol=1e-4)
+
+
+def test_long_prompts_are_scored_from_their_start_and_cut_to_fit_for_generation(pair):
+    generator = PackLLMGenerator(list(pair))
+    long = "word " * 9000                                     # longer than the members' 8,192 positions
+    scores = prompt_logprobs(list(pair), [long])[0]
+    assert scores.logp.shape[1] == 511                        # the first 512 tokens predict 511 positions
+    assert generator.weights([long]).shape == (1, 2)
+    out = generator.generate([long + "Say hi."], max_new_tokens=2, min_new_tokens=2)[0]
+    assert out.tokens == 2

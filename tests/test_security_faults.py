@@ -1,0 +1,110 @@
+"""Loading other people's files safely, and failing cleanly when the disk does."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import pickle
+import re
+import socket
+
+import pytest
+import torch
+from helpers import ROOT, make_row, write_jsonl
+
+import infer
+from blendkit.cli_errors import run_cli
+
+
+class _Payload:
+    """Unpickling this runs code: it would create the marker file."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.fixture(scope="module")
+def ranker_dir(tiny_ranker, tmp_path_factory) -> str:
+    model, tokenizer = tiny_ranker
+    path = tmp_path_factory.mktemp("safe_ranker")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def test_a_pickle_payload_in_a_model_folder_is_refused(ranker_dir, tmp_path):
+    """A folder whose weights are a pickle (pytorch_model.bin) with a code payload: nothing runs."""
+    import shutil
+
+    from blendkit.pairranker import Ranker
+
+    evil = tmp_path / "evil_model"
+    shutil.copytree(ranker_dir, evil)
+    os.remove(evil / "model.safetensors")
+    marker = tmp_path / "pwned"
+    with open(evil / "pytorch_model.bin", "wb") as f:
+        pickle.dump({"weight": _Payload(str(marker))}, f)
+    with pytest.raises(Exception):
+        Ranker.from_pretrained(str(evil))
+    assert not marker.exists(), "the pickle payload ran"
+
+
+def test_a_pickle_payload_in_a_checkpoint_is_refused(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    ckpt = tmp_path / "evil.ckpt"
+    with open(ckpt, "wb") as f:
+        pickle.dump({"state_dict": _Payload(str(marker)), "blendkit_kind": "pairranker"}, f)
+    code = run_cli(infer.main, ["export", "--checkpoint", str(ckpt), "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "weights_only=True" in err and "evil.ckpt" in err
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_no_code_enables_trust_remote_code_or_unsafe_torch_load():
+    offenders = []
+    for folder, _, files in os.walk(ROOT):
+        if any(part in folder for part in (".venv", "tests", ".git", "runs")):
+            continue
+        for name in files:
+            if name.endswith(".py"):
+                text = open(os.path.join(folder, name), encoding="utf-8").read()
+                if re.search(r"trust_remote_code\s*=\s*True", text):
+                    offenders.append(f"{name}: trust_remote_code=True")
+                for call in re.findall(r"torch\.load\([^)]*\)", text):
+                    if "weights_only=True" not in call:
+                        offenders.append(f"{name}: {call}")
+    assert not offenders
+
+
+def test_local_models_load_without_touching_the_network(ranker_dir, monkeypatch, tmp_path):
+    """With the Hub switch *on* (HF_HUB_OFFLINE unset), a local folder still loads with no connection."""
+    from blendkit.pairranker import Ranker
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    ranker = Ranker.from_pretrained(ranker_dir)
+    assert ranker.rank("q", ["a", "b"])[0].ranks in ([1, 2], [2, 1])
+
+
+def test_a_full_disk_leaves_the_previous_output_intact(ranker_dir, rows_file, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "ranked.jsonl"
+    out.write_text("previous results\n")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("blendkit.atomic.os.fsync", full)
+    code = run_cli(infer.main, ["rank", "--data", rows_file, "--model", ranker_dir, "--output", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "No space left on device" in err and "Traceback" not in err
+    assert out.read_text() == "previous results\n"
+    assert [p for p in os.listdir(tmp_path) if p.endswith(".tmp")] == []    # no temporary file left behind
