@@ -116,3 +116,61 @@ def test_every_recipe_parses(recipe, capsys):
     printed = capsys.readouterr().out
     assert "blendkit.pairranker.module.PairRankerModule" in printed
     assert "reload_dataloaders_every_n_epochs: 1" in printed
+
+
+_KILL_AT_STEP = """
+import os, signal, sys
+from pytorch_lightning import Callback
+import train
+
+class KillAt(Callback):
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == int(os.environ["KILL_AT"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+before_fit = train.BlendkitCLI.before_fit
+def with_killer(self):
+    before_fit(self)
+    self.trainer.callbacks.append(KillAt())
+train.BlendkitCLI.before_fit = with_killer
+train.cli(sys.argv[1:])
+"""
+
+
+def test_training_killed_mid_epoch_resumes_with_its_steps_and_optimizer(tiny_backbone, data_files, tmp_path):
+    """SIGKILL at step 13 of an 18-step epoch; `--ckpt_path last` (saved at step 10) continues to the same
+    final step count with the optimizer state carried over, and ends as good as an uninterrupted run."""
+    import subprocess
+    import sys
+
+    from blendkit.data import ScoreSpec, load_mixinstruct
+    from blendkit.pairranker.batch import rank_dataset
+
+    every5 = tmp_path / "every5.yaml"
+    every5.write_text("trainer:\n  callbacks:\n    - class_path: pytorch_lightning.callbacks.ModelCheckpoint\n"
+                      "      init_args: {save_last: true, save_top_k: 0, every_n_train_steps: 5}\n")
+
+    def args(root, *extra):
+        return _args(tiny_backbone, data_files, root, "--config", str(every5), "--trainer.max_steps", "30",
+                     "--data.val_file", "null", *extra)
+
+    whole = cli(args(tmp_path / "whole"))
+    assert whole.trainer.global_step == 30
+    env = {**os.environ, "PYTHONPATH": str(ROOT.parent) + os.pathsep + str(ROOT), "KILL_AT": "13"}
+    killed = subprocess.run([sys.executable, "-c", _KILL_AT_STEP, *args(tmp_path / "killed")], env=env,
+                            capture_output=True, text=True, cwd=ROOT)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    saved = torch.load(tmp_path / "killed" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 10 and saved["epoch"] == 0              # a mid-epoch checkpoint
+    resumed = cli(args(tmp_path / "killed", "--ckpt_path", "last"))
+    assert resumed.trainer.global_step == 30
+    state = resumed.trainer.optimizers[0].state_dict()["state"]
+    assert all(int(s["step"]) == 30 for s in state.values())                # Adam's moments continued from 10
+
+    val = load_mixinstruct(data_files[1])
+    scores = {}
+    for name, run in (("whole", whole), ("resumed", resumed)):
+        ranker = Ranker.from_pretrained(str(tmp_path / name.replace("resumed", "killed") / "export"))
+        scores[name] = rank_dataset(ranker, val, score_spec=ScoreSpec(("judge",)), progress=False)[1]["pair_acc"]
+    assert scores["whole"] > 60 and scores["resumed"] > 60, scores           # both learned the length signal
+    assert abs(scores["whole"] - scores["resumed"]) <= 15, scores            # same quality within noise
