@@ -95,3 +95,11 @@ def _cached_gguf_model(folder: str, package: str, filename: str | None) -> str:
     if gguf.parent == cache_dir() / "gguf":
         gguf.unlink()                                # assembled from the package's parts; no longer needed
     return str(target)
+
+
+def load_error(kind: str, name: str, error: BaseException, hint: str = "") -> OSError:
+    """One readable paragraph for a model that cannot be loaded (missing folder, offline Hub id, no safetensors)."""
+    first = str(error).strip().splitlines()[0].rstrip(".") if str(error).strip() else type(error).__name__
+    where = "a local folder" + (f" or {hint}" if hint else "")
+    return OSError(f"cannot load the {kind} {name!r}: {first}. Weights load from safetensors only; offline "
+                   f"(HF_HUB_OFFLINE=1) name {where}.")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, EncoderDecoderModel, PreTrainedModel
 
 from ..markers import add_marker_tokens, init_marker_embeddings
-from ..offline import resolve_model
+from ..offline import load_error, resolve_model
 
 SOURCE_MARKER = "<source>"
 
@@ -84,5 +84,8 @@ def fuser_from_config(config: dict) -> PreTrainedModel:
 def load_fuser(path: str, dtype=None) -> tuple[PreTrainedModel, object]:
     """A trained fuser folder (``save_pretrained`` output) with its tokenizer."""
     kwargs = {"dtype": dtype} if dtype is not None else {}
-    model = AutoModelForSeq2SeqLM.from_pretrained(path, use_safetensors=True, **kwargs)
-    return model, AutoTokenizer.from_pretrained(path)
+    try:
+        model = AutoModelForSeq2SeqLM.from_pretrained(path, use_safetensors=True, **kwargs)
+        return model, AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as error:
+        raise load_error("fuser", path, error, "the output of infer.py export") from None

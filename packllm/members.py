@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..offline import resolve_model
+from ..offline import load_error, resolve_model
 from .vocab import VocabMap, same_vocabulary
 
 
@@ -35,10 +35,9 @@ class Member:
         path = resolve_model(name_or_path)
         try:
             tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
-        except OSError as error:
-            raise OSError(f"cannot load the causal LM {name_or_path!r} ({path}): {error}. Offline, use a local folder "
-                          f"or a packaged model: smollm2, gemma3-270m.") from None
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32, use_safetensors=True)
+        except (OSError, ValueError) as error:
+            raise load_error("causal LM", name_or_path, error, "a packaged model (smollm2, gemma3-270m)") from None
         return cls(name_or_path, model.to(device), tokenizer, primary_tokenizer)
 
     @property

@@ -59,9 +59,14 @@ class Ranker:
     @classmethod
     def from_pretrained(cls, path: str, device: str | None = None, dtype: torch.dtype | None = None,
                         batch_size: int = 32) -> "Ranker":
-        """Load a ranker saved with ``save_pretrained`` (or exported by ``infer.py export``)."""
-        model = PairRankerModel.from_pretrained(path, dtype=dtype) if dtype else PairRankerModel.from_pretrained(path)
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        """Load a ranker saved with ``save_pretrained`` (or exported by ``infer.py export``); safetensors only."""
+        from ..offline import load_error
+
+        try:
+            model = PairRankerModel.from_pretrained(path, use_safetensors=True, **({"dtype": dtype} if dtype else {}))
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError) as error:
+            raise load_error("ranker", path, error, "the output of infer.py export") from None
         model.eval()
         return cls(model, tokenizer, batch_size=batch_size, device=device)
 

@@ -48,7 +48,7 @@ def test_a_pickle_payload_in_a_model_folder_is_refused(ranker_dir, tmp_path):
     marker = tmp_path / "pwned"
     with open(evil / "pytorch_model.bin", "wb") as f:
         pickle.dump({"weight": _Payload(str(marker))}, f)
-    with pytest.raises(Exception):
+    with pytest.raises(OSError, match="cannot load the ranker.*safetensors only"):
         Ranker.from_pretrained(str(evil))
     assert not marker.exists(), "the pickle payload ran"
 
@@ -108,3 +108,12 @@ def test_a_full_disk_leaves_the_previous_output_intact(ranker_dir, rows_file, tm
     assert code == 2 and "No space left on device" in err and "Traceback" not in err
     assert out.read_text() == "previous results\n"
     assert [p for p in os.listdir(tmp_path) if p.endswith(".tmp")] == []    # no temporary file left behind
+
+
+@pytest.mark.parametrize("command", ["rank", "generate"])
+def test_an_unreachable_hub_id_gives_a_clear_error(command, rows_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = ["--model", "someone/no-such-model"] if command == "rank" else ["--models", "someone/no-such-model"]
+    code = run_cli(infer.main, [command, "--data", rows_file, *model, "--output", str(tmp_path / "o.jsonl"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "'someone/no-such-model'" in err and "local folder" in err and "Traceback" not in err
