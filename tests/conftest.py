@@ -48,6 +48,35 @@ def tiny_ranker(tiny_backbone):
     return model.eval(), tokenizer
 
 
+@pytest.fixture(scope="session")
+def ranker_dir(tiny_ranker, tmp_path_factory) -> str:
+    """The tiny ranker saved as a folder, as infer.py and Ranker.from_pretrained read it."""
+    model, tokenizer = tiny_ranker
+    path = tmp_path_factory.mktemp("ranker")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def fuser_dir(tiny_backbone, tmp_path_factory) -> str:
+    """A tiny bert2bert fuser (top-2, short budgets) saved as a folder with its settings file."""
+    import json
+
+    import torch
+
+    from blendkit.genfuser import build_fuser
+
+    torch.manual_seed(0)
+    model, tokenizer = build_fuser(tiny_backbone, max_candidates=2)
+    path = tmp_path_factory.mktemp("fuser")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    (path / "blendkit_fuser.json").write_text(json.dumps(
+        {"top_k": 2, "source_max_length": 16, "candidate_max_length": 16, "target_max_length": 8}))
+    return str(path)
+
+
 @pytest.fixture
 def rows_file(tmp_path) -> str:
     rows = [make_row(f"r{k}", [0.1 * ((k + j) % 5) + 0.01 * j for j in range(4)]) for k in range(6)]

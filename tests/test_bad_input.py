@@ -7,7 +7,6 @@ import json
 import os
 
 import pytest
-import torch
 from helpers import make_row, write_jsonl
 
 import infer
@@ -30,21 +29,9 @@ BAD_ROWS = {
 MIN_CANDIDATES = {"rank": 2, "fuse": 1, "generate": 0, "blend": 1}
 
 
-@pytest.fixture(scope="module")
-def models(tiny_ranker, tiny_backbone, tiny_llama_a, tmp_path_factory) -> dict[str, str]:
-    from blendkit.genfuser import build_fuser
-
-    model, tokenizer = tiny_ranker
-    ranker = tmp_path_factory.mktemp("bad_ranker")
-    model.save_pretrained(ranker)
-    tokenizer.save_pretrained(ranker)
-    torch.manual_seed(0)
-    fuser_model, fuser_tokenizer = build_fuser(tiny_backbone, max_candidates=2)
-    fuser = tmp_path_factory.mktemp("bad_fuser")
-    fuser_model.save_pretrained(fuser)
-    fuser_tokenizer.save_pretrained(fuser)
-    (fuser / "blendkit_fuser.json").write_text(json.dumps({"top_k": 2, "target_max_length": 4}))
-    return {"ranker": str(ranker), "fuser": str(fuser), "llm": tiny_llama_a}
+@pytest.fixture
+def models(ranker_dir, fuser_dir, tiny_llama_a) -> dict[str, str]:
+    return {"ranker": ranker_dir, "fuser": fuser_dir, "llm": tiny_llama_a}
 
 
 def _argv(command: str, models: dict, data: str, output: str) -> list[str]:

@@ -10,28 +10,14 @@ import sys
 import time
 
 import pytest
-import torch
 from helpers import ROOT, make_row, write_jsonl
 
 import infer
 
 
-@pytest.fixture(scope="module")
-def models(tiny_ranker, tiny_backbone, tmp_path_factory) -> tuple[str, str]:
-    """(ranker folder, fuser folder): tiny random models on the MiniLM tokenizer."""
-    from blendkit.genfuser import build_fuser
-
-    model, tokenizer = tiny_ranker
-    ranker = tmp_path_factory.mktemp("blend_ranker")
-    model.save_pretrained(ranker)
-    tokenizer.save_pretrained(ranker)
-    torch.manual_seed(0)
-    fuser_model, fuser_tokenizer = build_fuser(tiny_backbone, max_candidates=2)
-    fuser = tmp_path_factory.mktemp("blend_fuser")
-    fuser_model.save_pretrained(fuser)
-    fuser_tokenizer.save_pretrained(fuser)
-    (fuser / "blendkit_fuser.json").write_text(json.dumps({"top_k": 2, "target_max_length": 8}))
-    return str(ranker), str(fuser)
+@pytest.fixture
+def models(ranker_dir, fuser_dir) -> tuple[str, str]:
+    return ranker_dir, fuser_dir
 
 
 @pytest.fixture
@@ -179,7 +165,6 @@ def test_repeated_kills_at_random_moments_still_give_the_same_file(models, tmp_p
 
 
 def test_resuming_with_other_options_is_refused(models, rows, tmp_path, capsys):
-    out = tmp_path / "o.jsonl"
     parts = tmp_path / "o.jsonl.parts"
     parts.mkdir()
     from blendkit.blend import check_manifest, fingerprint

@@ -14,15 +14,6 @@ from blendkit.data import DataError
 from blendkit.pairranker import PairRankerModel
 
 
-@pytest.fixture(scope="module")
-def ranker_dir(tiny_ranker, tmp_path_factory):
-    model, tokenizer = tiny_ranker
-    path = tmp_path_factory.mktemp("ranker")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
-
-
 def test_rank_writes_one_row_per_input_with_ranks_and_metrics(ranker_dir, rows_file, tmp_path, capsys):
     out = tmp_path / "ranked.jsonl"
     infer.main(["rank", "--data", rows_file, "--model", ranker_dir, "--output", str(out), "--plot",
@@ -100,20 +91,6 @@ def test_export_from_folder_round_trips(ranker_dir, tmp_path, capsys):
     a = PairRankerModel.from_pretrained(ranker_dir).state_dict()
     b = PairRankerModel.from_pretrained(tmp_path / "exported").state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-@pytest.fixture(scope="module")
-def fuser_dir(tiny_backbone, tmp_path_factory):
-    from blendkit.genfuser import build_fuser
-
-    torch.manual_seed(0)
-    model, tokenizer = build_fuser(tiny_backbone, max_candidates=2)
-    path = tmp_path_factory.mktemp("fuser")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    (path / "blendkit_fuser.json").write_text(json.dumps(
-        {"top_k": 2, "source_max_length": 16, "candidate_max_length": 16, "target_max_length": 8}))
-    return str(path)
 
 
 def test_fuse_uses_the_ranks_of_a_ranked_file(ranker_dir, fuser_dir, rows_file, tmp_path, capsys):

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 import pickle
 import re
 import socket
 
 import pytest
-import torch
-from helpers import ROOT, make_row, write_jsonl
+from helpers import ROOT
 
 import infer
 from blendkit.cli_errors import run_cli
@@ -25,15 +23,6 @@ class _Payload:
 
     def __reduce__(self):
         return (open, (self.marker, "w"))
-
-
-@pytest.fixture(scope="module")
-def ranker_dir(tiny_ranker, tmp_path_factory) -> str:
-    model, tokenizer = tiny_ranker
-    path = tmp_path_factory.mktemp("safe_ranker")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
 
 
 def test_a_pickle_payload_in_a_model_folder_is_refused(ranker_dir, tmp_path):
