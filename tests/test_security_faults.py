@@ -53,6 +53,40 @@ def test_a_pickle_payload_in_a_checkpoint_is_refused(tmp_path, capsys):
     assert not marker.exists() and not (tmp_path / "out").exists()
 
 
+def _evil_deepspeed_folder(tmp_path, marker):
+    """A DeepSpeed-shaped checkpoint folder (``last.ckpt/checkpoint/*.pt``) whose optimizer file is a payload."""
+    import torch
+
+    folder = tmp_path / "last.ckpt"
+    (folder / "checkpoint").mkdir(parents=True)
+    torch.save({"module": {"w": torch.zeros(2)}}, folder / "checkpoint" / "mp_rank_00_model_states.pt")
+    torch.save({"optimizer_state_dict": _Payload(str(marker))},  # torch.save pickles the payload's call
+               folder / "checkpoint" / "bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt")
+    return folder
+
+
+def test_a_pickle_payload_in_a_deepspeed_checkpoint_is_refused(tmp_path, capsys):
+    """DeepSpeed's converter unpickles without weights_only; blendkit inspects the files first."""
+    marker = tmp_path / "pwned"
+    folder = _evil_deepspeed_folder(tmp_path, marker)
+    code = run_cli(infer.main, ["export", "--checkpoint", str(folder), "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "optim_states.pt" in err and "refused: reading it would call io.open" in err
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_resuming_from_an_evil_deepspeed_checkpoint_is_refused(tmp_path, capsys):
+    import train
+
+    marker = tmp_path / "pwned"
+    folder = _evil_deepspeed_folder(tmp_path, marker)
+    code = run_cli(train.main, ["fit", "--config", str(ROOT / "configs" / "pairranker" / "minilm_cpu.yaml"),
+                                "--trainer.default_root_dir", str(tmp_path / "run"), "--ckpt_path", str(folder)])
+    err = capsys.readouterr().err
+    assert code == 2 and "refused" in err and "optim_states.pt" in err
+    assert not marker.exists()
+
+
 def test_no_code_enables_trust_remote_code_or_unsafe_torch_load():
     offenders = []
     for folder, _, files in os.walk(ROOT):
