@@ -183,12 +183,18 @@ def read_shards(parts_dir: str) -> dict[int, dict]:
 def fingerprint(data_path: str, settings: dict) -> dict:
     """What a resumed run must share with the one it continues: the input's bytes and the settings."""
     digest = hashlib.sha256()
-    if os.path.isfile(data_path):
-        with open(data_path, "rb") as f:
+    if os.path.isdir(data_path):   # a saved `datasets` folder: every file, by relative name and content
+        files = sorted(os.path.relpath(os.path.join(folder, name), data_path)
+                       for folder, _, names in os.walk(data_path) for name in names)
+    else:
+        files = [""] if os.path.isfile(data_path) else []
+    for name in files:
+        digest.update(name.encode() + b"\0")
+        with open(os.path.join(data_path, name) if name else data_path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
-    else:
-        digest.update(data_path.encode())
+    if not files:
+        digest.update(data_path.encode())   # a Hub dataset id
     return {"data": os.path.abspath(data_path) if os.path.exists(data_path) else data_path,
             "data_sha256": digest.hexdigest(), "settings": settings}
 
@@ -242,6 +248,42 @@ def run_blend(module: BlendModule, rows: Sequence[dict], output: str, data_finge
         raise FileExistsError(f"{output} already holds a finished blend; pass --overwrite to compute it again "
                               f"(it is replaced only when the new run completes).")
     had_process_group = torch.distributed.is_available() and torch.distributed.is_initialized()
+    lock = lock_parts(parts_dir)
+    try:
+        return _run_locked(module, rows, output, parts_dir, data_fingerprint, start, had_process_group, batch_size,
+                           accelerator, devices, strategy, precision, progress)
+    finally:
+        if lock is not None:
+            lock.close()   # closing the file releases the lock
+
+
+def lock_parts(parts_dir: str):
+    """Hold ``parts_dir``/lock for this run, so that a second blend into the same output fails at once
+    instead of both appending to (and truncating) the same shards. Only the launching process locks:
+    the other ranks of a multi-process run are its own workers. Returns the open lock file (or None)."""
+    import fcntl
+
+    if any(int(os.environ.get(name, "0") or 0) != 0 for name in ("RANK", "LOCAL_RANK", "NODE_RANK")):
+        return None
+    os.makedirs(parts_dir, exist_ok=True)
+    lock = open(os.path.join(parts_dir, "lock"), "a+", encoding="utf-8")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "another process"
+        lock.close()
+        raise OSError(f"{parts_dir} is in use by a blend that is still running ({holder}); wait for it, "
+                           "or stop it and run again to resume.") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"pid {os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
+def _run_locked(module, rows, output, parts_dir, data_fingerprint, start, had_process_group, batch_size, accelerator,
+                devices, strategy, precision, progress) -> dict:
     check_manifest(parts_dir, data_fingerprint)
     done = read_shards(parts_dir)
     todo = [(i, row) for i, row in enumerate(rows) if i not in done]

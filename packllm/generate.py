@@ -140,6 +140,7 @@ class PackLLMGenerator:
                     cut = min((texts[i].find(s) for s in stop if s in texts[i]), default=-1)
                     if cut >= 0:
                         texts[i], finished[i], reasons[i] = texts[i][:cut], True, "stop"
+                        _drop_tokens_past(generated[i], len(texts[i]), self.primary.tokenizer)
             if finished.all():
                 break
             for state in states:
@@ -151,6 +152,14 @@ class PackLLMGenerator:
             out.append(Generation(text, [round(float(w), 6) for w in weights[i]], len(generated[i]), reasons[i],
                                   generated[i]))
         return out
+
+
+def _drop_tokens_past(ids: list[int], length: int, tokenizer) -> None:
+    """Keep the fewest leading tokens whose text covers the first ``length`` characters (the text
+    before a stop string); the last kept token may hold the stop string's first characters."""
+    while ids and len(tokenizer.decode(ids[:-1], skip_special_tokens=True,
+                                       clean_up_tokenization_spaces=False)) >= length:
+        ids.pop()
 
 
 class _MemberState:

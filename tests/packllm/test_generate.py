@@ -90,6 +90,12 @@ def test_max_new_tokens_stop_strings_and_finish_reasons(pair):
     cut = generator.generate(PROMPTS[:1], max_new_tokens=20, stop=[stop])[0]
     assert cut.finish_reason == "stop" and stop not in cut.text
     assert free.text.startswith(cut.text)
+    # the token count stops where the kept text ends: the tokens hold the text, one token fewer does not
+    decode = pair[0].tokenizer.decode
+    assert cut.tokens == len(cut.token_ids) and cut.token_ids == free.token_ids[:cut.tokens]
+    assert decode(cut.token_ids, skip_special_tokens=True).startswith(cut.text)
+    assert len(decode(cut.token_ids[:-1], skip_special_tokens=True)) < len(cut.text) or not cut.token_ids
+    assert cut.tokens < free.tokens
 
 
 def test_sampling_is_seeded_and_top_p_near_zero_is_greedy(pair):

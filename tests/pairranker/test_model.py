@@ -74,8 +74,11 @@ def test_save_pretrained_round_trip_gives_identical_logits(tiny_ranker, tmp_path
     pairs = [("Which is prime?", "7 is prime.", "8 is prime."), ("Hi", "Hello!", "Go away.")]
     _, batch = _batch(model, tokenizer, pairs)
     _, batch2 = _batch(reloaded, reloaded_tokenizer, pairs)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reloaded.state_dict().values()))
     with torch.no_grad():
-        assert torch.equal(model(**batch).logits, reloaded(**batch2).logits)
+        # Same weights, same inputs; the last float bit may differ: transformers maps the safetensors file
+        # without copying, and a weight at an address that is not 64-byte aligned takes another SIMD path.
+        torch.testing.assert_close(model(**batch).logits, reloaded(**batch2).logits, rtol=0, atol=1e-6)
     assert type(AutoModel.from_pretrained(tmp_path)) is PairRankerModel  # registered with the Auto classes
 
 
