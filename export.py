@@ -57,15 +57,23 @@ def check_deepspeed_checkpoint(path: str) -> None:
     """Refuse a DeepSpeed checkpoint folder that could run code when it is read.
 
     DeepSpeed and Lightning unpickle these folders with ``weights_only=False``. Before they
-    do, every ``.pt`` file's pickle is inspected without running it
+    do, the ``latest`` tag must name a folder inside ``path``, and every ``.pt`` file below ``path`` is
+    inspected without running its pickle
     (``torch.serialization.get_unsafe_globals_in_checkpoint``): only what ``weights_only=True``
     allows plus DeepSpeed's own record types (``DEEPSPEED_SAFE_GLOBALS``) may appear.
     """
-    folder = os.path.join(path, "checkpoint")
-    for name in sorted(os.listdir(folder)):
-        if not name.endswith(".pt"):
-            continue
-        file = os.path.join(folder, name)
+    root = os.path.realpath(path)
+    latest = os.path.join(path, "latest")   # names the tag folder that DeepSpeed and Lightning will read
+    if os.path.isfile(latest):
+        with open(latest, encoding="utf-8", errors="replace") as f:
+            tag = f.read().strip()
+        if not os.path.isdir(os.path.join(root, tag)) or not os.path.realpath(os.path.join(root, tag)).startswith(
+                root + os.sep):
+            raise DataError(latest, None, None, f"refused: it names {tag!r}, which is not a folder inside "
+                            f"{path}.")
+    files = sorted(os.path.join(folder, name) for folder, _, names in os.walk(path) for name in names
+                   if name.endswith(".pt"))
+    for file in files:
         try:
             found = torch.serialization.get_unsafe_globals_in_checkpoint(file)
         except Exception as err:  # noqa: BLE001 - any unreadable file is refused the same way

@@ -75,6 +75,28 @@ def test_a_pickle_payload_in_a_deepspeed_checkpoint_is_refused(tmp_path, capsys)
     assert not marker.exists() and not (tmp_path / "out").exists()
 
 
+def test_a_deepspeed_tag_outside_the_folder_or_a_payload_in_another_tag_is_refused(tmp_path):
+    """DeepSpeed reads the folder named by ``latest``: it must lie inside, and every tag's files are checked."""
+    import torch
+
+    from blendkit.export import check_deepspeed_checkpoint
+
+    marker = tmp_path / "pwned"
+    folder = _evil_deepspeed_folder(tmp_path, marker)
+    (folder / "checkpoint" / "bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt").unlink()
+    check_deepspeed_checkpoint(str(folder))                      # tensors only: accepted
+    (folder / "latest").write_text("../elsewhere")
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(ValueError, match="latest.*'../elsewhere', which is not a folder inside"):
+        check_deepspeed_checkpoint(str(folder))
+    (folder / "latest").write_text("checkpoint")
+    (folder / "other").mkdir()
+    torch.save({"x": _Payload(str(marker))}, folder / "other" / "mp_rank_00_model_states.pt")
+    with pytest.raises(ValueError, match="other/mp_rank_00_model_states.pt.*refused"):
+        check_deepspeed_checkpoint(str(folder))
+    assert not marker.exists()
+
+
 def test_resuming_from_an_evil_deepspeed_checkpoint_is_refused(tmp_path, capsys):
     import train
 
