@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from .atomic import atomic_open
 from .data import ROW_FIELDS, candidate_record
 from .data.text import source_text
+from .runlock import RunLock
 
 
 @dataclass
@@ -183,20 +184,25 @@ def read_shards(parts_dir: str) -> dict[int, dict]:
 def fingerprint(data_path: str, settings: dict) -> dict:
     """What a resumed run must share with the one it continues: the input's bytes and the settings."""
     digest = hashlib.sha256()
-    if os.path.isdir(data_path):   # a saved `datasets` folder: every file, by relative name and content
-        files = sorted(os.path.relpath(os.path.join(folder, name), data_path)
-                       for folder, _, names in os.walk(data_path) for name in names)
+    if os.path.isfile(data_path):       # the SHA-256 of the file, as `sha256sum` prints it
+        _hash_file(digest, data_path)
+    elif os.path.isdir(data_path):      # a saved `datasets` folder: every file's name, size and bytes
+        for folder, _, names in sorted(os.walk(data_path)):
+            for name in sorted(names):
+                path = os.path.join(folder, name)
+                digest.update(os.fsencode(os.path.relpath(path, data_path)) + b"\0"
+                              + os.path.getsize(path).to_bytes(8, "little"))
+                _hash_file(digest, path)
     else:
-        files = [""] if os.path.isfile(data_path) else []
-    for name in files:
-        digest.update(name.encode() + b"\0")
-        with open(os.path.join(data_path, name) if name else data_path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    if not files:
         digest.update(data_path.encode())   # a Hub dataset id
     return {"data": os.path.abspath(data_path) if os.path.exists(data_path) else data_path,
             "data_sha256": digest.hexdigest(), "settings": settings}
+
+
+def _hash_file(digest, path: str) -> None:
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
 
 
 def check_manifest(parts_dir: str, expected: dict) -> bool:
@@ -230,9 +236,12 @@ def merge(parts_dir: str, output: str, total: int) -> int:
     with atomic_open(output) as f:
         for i in range(total):
             f.write(json.dumps(done[i], ensure_ascii=False) + "\n")
-    for name in os.listdir(parts_dir):
+    for name in sorted(os.listdir(parts_dir), key=lambda name: name == "lock"):   # the lock file last
         os.unlink(os.path.join(parts_dir, name))
-    os.rmdir(parts_dir)
+    try:
+        os.rmdir(parts_dir)
+    except OSError:
+        pass   # another run has just created its lock file here; it finds OUT finished and stops
     return total
 
 
@@ -241,73 +250,43 @@ def run_blend(module: BlendModule, rows: Sequence[dict], output: str, data_finge
               progress: bool = True, overwrite: bool = False) -> dict:
     """Blend ``rows`` into ``output``; resumes from ``output``.parts when it exists. Returns a summary.
 
-    A finished ``output`` (no ``.parts`` beside it) is only replaced with ``overwrite``."""
+    A finished ``output`` (no partial run beside it) is only replaced with ``overwrite``. The run holds
+    ``output``.parts/lock (``runlock.RunLock``): a second run into the same output is refused."""
     parts_dir = output + ".parts"
     start = time.time()
-    if os.path.exists(output) and not os.path.isdir(parts_dir) and not overwrite:
-        raise FileExistsError(f"{output} already holds a finished blend; pass --overwrite to compute it again "
-                              f"(it is replaced only when the new run completes).")
     had_process_group = torch.distributed.is_available() and torch.distributed.is_initialized()
-    lock = lock_parts(parts_dir)
-    try:
-        return _run_locked(module, rows, output, parts_dir, data_fingerprint, start, had_process_group, batch_size,
-                           accelerator, devices, strategy, precision, progress)
-    finally:
-        if lock is not None:
-            lock.close()   # closing the file releases the lock
-
-
-def lock_parts(parts_dir: str):
-    """Hold ``parts_dir``/lock for this run, so that a second blend into the same output fails at once
-    instead of both appending to (and truncating) the same shards. Only the launching process locks:
-    the other ranks of a multi-process run are its own workers. Returns the open lock file (or None)."""
-    import fcntl
-
-    if any(int(os.environ.get(name, "0") or 0) != 0 for name in ("RANK", "LOCAL_RANK", "NODE_RANK")):
-        return None
-    os.makedirs(parts_dir, exist_ok=True)
-    lock = open(os.path.join(parts_dir, "lock"), "a+", encoding="utf-8")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.seek(0)
-        holder = lock.read().strip() or "another process"
-        lock.close()
-        raise OSError(f"{parts_dir} is in use by a blend that is still running ({holder}); wait for it, "
-                           "or stop it and run again to resume.") from None
-    lock.seek(0)
-    lock.truncate()
-    lock.write(f"pid {os.getpid()}\n")
-    lock.flush()
-    return lock
-
-
-def _run_locked(module, rows, output, parts_dir, data_fingerprint, start, had_process_group, batch_size, accelerator,
-                devices, strategy, precision, progress) -> dict:
-    check_manifest(parts_dir, data_fingerprint)
-    done = read_shards(parts_dir)
-    todo = [(i, row) for i, row in enumerate(rows) if i not in done]
-    trainer = pl.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, precision=precision,
-                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=[ShardWriter(parts_dir, len(todo), progress)])
-    if todo:
-        # every device needs at least one row; repeats are harmless (results are keyed by input index)
-        work = todo + [todo[-1]] * max(0, trainer.num_devices * trainer.num_nodes - len(todo))
-        loader = torch.utils.data.DataLoader(work, batch_size=batch_size, shuffle=False, collate_fn=list)
-        trainer.predict(module, loader, return_predictions=False)
-    trainer.strategy.barrier()
-    if not had_process_group and torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()   # ours (Lightning's); the merge and metrics are rank 0's alone
-    active = {"generate": module.generator is not None, "rank": True, "fuse": module.fuser is not None}
-    seconds = {k: v for k, v in module.seconds.items() if active[k]}
-    busy = sum(seconds.values()) or 1.0
-    summary = {"rows": len(rows), "resumed_from": len(done), "computed": len(todo),
-               "seconds": round(time.time() - start, 1), "stage_seconds": {k: round(v, 2) for k, v in seconds.items()},
-               "stage_share": {k: round(v / busy, 3) for k, v in seconds.items()}}
-    if trainer.is_global_zero:
-        merge(parts_dir, output, len(rows))
-        summary["output"] = os.path.abspath(output)
-    return summary
+    with RunLock(parts_dir) as lock:
+        if (os.path.exists(output) and not os.path.exists(os.path.join(parts_dir, "manifest.json"))
+                and not overwrite):
+            raise FileExistsError(f"{output} already holds a finished blend; pass --overwrite to compute it again "
+                                  f"(it is replaced only when the new run completes).")
+        check_manifest(parts_dir, data_fingerprint)
+        done = read_shards(parts_dir)   # (cuts a torn last line: only while no other process writes)
+        if not lock.worker:
+            lock.share()
+        todo = [(i, row) for i, row in enumerate(rows) if i not in done]
+        trainer = pl.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, precision=precision,
+                             logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, callbacks=[ShardWriter(parts_dir, len(todo), progress)])
+        if todo:
+            # every device needs at least one row; repeats are harmless (results are keyed by input index)
+            work = todo + [todo[-1]] * max(0, trainer.num_devices * trainer.num_nodes - len(todo))
+            loader = torch.utils.data.DataLoader(work, batch_size=batch_size, shuffle=False, collate_fn=list)
+            trainer.predict(module, loader, return_predictions=False)
+        trainer.strategy.barrier()
+        if not had_process_group and torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()   # ours (Lightning's); the merge and metrics are rank 0's alone
+        active = {"generate": module.generator is not None, "rank": True, "fuse": module.fuser is not None}
+        seconds = {k: v for k, v in module.seconds.items() if active[k]}
+        busy = sum(seconds.values()) or 1.0
+        summary = {"rows": len(rows), "resumed_from": len(done), "computed": len(todo),
+                   "seconds": round(time.time() - start, 1),
+                   "stage_seconds": {k: round(v, 2) for k, v in seconds.items()},
+                   "stage_share": {k: round(v / busy, 3) for k, v in seconds.items()}}
+        if trainer.is_global_zero:
+            merge(parts_dir, output, len(rows))
+            summary["output"] = os.path.abspath(output)
+        return summary
 
 
 def blend_quality(path: str, score_key: str = "judge") -> dict:

@@ -4,9 +4,9 @@ folder) into a Hub-ready folder.
 The folder holds ``model.safetensors``, ``config.json``, the tokenizer (with the added marker
 tokens) and a model card (``README.md`` with YAML metadata), loads with ``Ranker.from_pretrained`` /
 ``Fuser.from_pretrained`` (or the plain transformers classes), and can be pushed to the Hub.
-Checkpoints are read with ``torch.load(weights_only=True)``: no pickled code is ever executed.
-DeepSpeed folders, which DeepSpeed itself unpickles, are inspected first and refused if their pickles
-name anything beyond tensors and DeepSpeed's own records.
+Checkpoints are read with ``torch.load(weights_only=True)``, which runs no pickled code. DeepSpeed
+folders, which DeepSpeed itself unpickles in full, are inspected first and refused if their pickles
+name anything beyond tensors and DeepSpeed's own records (``check_deepspeed_checkpoint``).
 """
 
 from __future__ import annotations
@@ -57,22 +57,28 @@ def check_deepspeed_checkpoint(path: str) -> None:
     """Refuse a DeepSpeed checkpoint folder that could run code when it is read.
 
     DeepSpeed and Lightning unpickle these folders with ``weights_only=False``. Before they
-    do, the ``latest`` tag must name a folder inside ``path``, and every ``.pt`` file below ``path`` is
-    inspected without running its pickle
+    do, the ``latest`` tags must name folders inside ``path``, no symbolic link may appear, and every
+    ``.pt`` file below ``path`` is inspected without running its pickle
     (``torch.serialization.get_unsafe_globals_in_checkpoint``): only what ``weights_only=True``
     allows plus DeepSpeed's own record types (``DEEPSPEED_SAFE_GLOBALS``) may appear.
     """
     root = os.path.realpath(path)
-    latest = os.path.join(path, "latest")   # names the tag folder that DeepSpeed and Lightning will read
-    if os.path.isfile(latest):
-        with open(latest, encoding="utf-8", errors="replace") as f:
-            tag = f.read().strip()
-        if not os.path.isdir(os.path.join(root, tag)) or not os.path.realpath(os.path.join(root, tag)).startswith(
-                root + os.sep):
-            raise DataError(latest, None, None, f"refused: it names {tag!r}, which is not a folder inside "
-                            f"{path}.")
-    files = sorted(os.path.join(folder, name) for folder, _, names in os.walk(path) for name in names
-                   if name.endswith(".pt"))
+    for tag_file in ("latest", "latest_universal"):   # name the tag folder that DeepSpeed / Lightning will read
+        tag_path = os.path.join(path, tag_file)
+        if os.path.isfile(tag_path):
+            with open(tag_path, encoding="utf-8", errors="replace") as f:
+                tag = f.read().strip()
+            target = os.path.realpath(os.path.join(root, tag))
+            if not os.path.isdir(target) or not target.startswith(root + os.sep):
+                raise DataError(tag_path, None, None, f"refused: it names {tag!r}, which is not a folder inside "
+                                f"{path}.")
+    files = []
+    for folder, dirs, names in os.walk(path):
+        for name in dirs + names:
+            if os.path.islink(os.path.join(folder, name)):   # DeepSpeed writes none; a link could lead anywhere
+                raise DataError(os.path.join(folder, name), None, None, "refused: a symbolic link inside a "
+                                "DeepSpeed checkpoint folder.")
+        files += [os.path.join(folder, name) for name in names if name.endswith(".pt")]
     for file in files:
         try:
             found = torch.serialization.get_unsafe_globals_in_checkpoint(file)
@@ -84,6 +90,19 @@ def check_deepspeed_checkpoint(path: str) -> None:
             raise DataError(file, None, None, f"refused: reading it would call {', '.join(unsafe)}, which is "
                             "neither a tensor type nor one of DeepSpeed's checkpoint records; a checkpoint "
                             "from an untrusted source can run code this way.")
+
+
+def guard_checkpoint_folders(strategy) -> None:
+    """Make ``strategy`` inspect a checkpoint folder with ``check_deepspeed_checkpoint`` before it loads
+    one, whatever path Lightning resolved the resume to (``last``, ``hpc``, a path)."""
+    load = strategy.load_checkpoint
+
+    def load_checked(checkpoint_path, *args, **kwargs):
+        if os.path.isdir(checkpoint_path):
+            check_deepspeed_checkpoint(str(checkpoint_path))
+        return load(checkpoint_path, *args, **kwargs)
+
+    strategy.load_checkpoint = load_checked
 
 
 def export_checkpoint(checkpoint: str, output: str, merge_lora: bool = True) -> str:

@@ -17,7 +17,7 @@ import sys
 import pytorch_lightning as pl
 from pytorch_lightning.cli import LightningCLI
 
-from blendkit.export import check_deepspeed_checkpoint, is_deepspeed_checkpoint
+from blendkit.export import guard_checkpoint_folders
 
 
 class BlendkitCLI(LightningCLI):
@@ -28,13 +28,11 @@ class BlendkitCLI(LightningCLI):
         for callback in self.trainer.checkpoint_callbacks:
             if callback.dirpath is None:
                 callback.dirpath = os.path.join(self.trainer.default_root_dir, "checkpoints")
-        # DeepSpeed resumes read their folder with weights_only=False: inspect it first.
-        ckpt_path = self.config[self.subcommand].get("ckpt_path")
-        if ckpt_path == "last":
-            ckpt_path = next((os.path.join(c.dirpath, "last.ckpt") for c in self.trainer.checkpoint_callbacks
-                              if os.path.exists(os.path.join(c.dirpath, "last.ckpt"))), None)
-        if ckpt_path and os.path.isdir(ckpt_path) and is_deepspeed_checkpoint(ckpt_path):
-            check_deepspeed_checkpoint(ckpt_path)
+
+    def instantiate_trainer(self, **kwargs) -> pl.Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        guard_checkpoint_folders(trainer.strategy)   # DeepSpeed unpickles resumed folders in full: inspect first
+        return trainer
 
 
 def cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:

@@ -140,7 +140,7 @@ class PackLLMGenerator:
                     cut = min((texts[i].find(s) for s in stop if s in texts[i]), default=-1)
                     if cut >= 0:
                         texts[i], finished[i], reasons[i] = texts[i][:cut], True, "stop"
-                        _drop_tokens_past(generated[i], len(texts[i]), self.primary.tokenizer)
+                        _drop_tokens_past(generated[i], texts[i], self.primary.tokenizer)
             if finished.all():
                 break
             for state in states:
@@ -154,11 +154,12 @@ class PackLLMGenerator:
         return out
 
 
-def _drop_tokens_past(ids: list[int], length: int, tokenizer) -> None:
-    """Keep the fewest leading tokens whose text covers the first ``length`` characters (the text
-    before a stop string); the last kept token may hold the stop string's first characters."""
-    while ids and len(tokenizer.decode(ids[:-1], skip_special_tokens=True,
-                                       clean_up_tokenization_spaces=False)) >= length:
+def _drop_tokens_past(ids: list[int], kept: str, tokenizer) -> None:
+    """Keep the fewest leading tokens whose text starts with ``kept`` (the text before a stop string);
+    the last kept token may hold the stop string's first characters. (A prefix that ends inside a
+    character split over byte tokens decodes to U+FFFD, so it does not start with ``kept``.)"""
+    while ids and tokenizer.decode(ids[:-1], skip_special_tokens=True,
+                                   clean_up_tokenization_spaces=False).startswith(kept):
         ids.pop()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -165,17 +166,20 @@ def test_repeated_kills_at_random_moments_still_give_the_same_file(models, tmp_p
 
 
 def test_a_second_blend_into_the_same_output_is_refused_while_the_first_runs(models, rows, tmp_path, capsys):
-    from blendkit.blend import lock_parts
     from blendkit.cli_errors import run_cli
+    from blendkit.runlock import RunLock
 
     out = tmp_path / "busy.jsonl"
-    held = lock_parts(str(out) + ".parts")   # what a running blend holds
-    assert run_cli(infer.main, _blend(rows, *models, out)) == 2
-    assert f"in use by a blend that is still running (pid {os.getpid()})" in capsys.readouterr().err
-    assert not out.exists() and sorted(os.listdir(str(out) + ".parts")) == ["lock"]
-    held.close()                              # the first run ended (or was killed): the lock is gone
+    with RunLock(str(out) + ".parts", worker=False):   # what a running blend's launcher holds
+        assert run_cli(infer.main, _blend(rows, *models, out)) == 2
+        assert f"in use by a blend that is still running (pid {os.getpid()})" in capsys.readouterr().err
+        assert not out.exists() and sorted(os.listdir(str(out) + ".parts")) == ["lock"]
+    assert not os.path.exists(str(out) + ".parts")   # the first run ended: nothing left behind
     infer.main(_blend(rows, *models, out))
     assert len(out.read_text().splitlines()) == 10 and not os.path.exists(str(out) + ".parts")
+    with pytest.raises(FileExistsError, match="--overwrite"):   # finished: refused under the lock too
+        infer.main(_blend(rows, *models, out))
+    assert not os.path.exists(str(out) + ".parts")
 
 
 def test_the_fingerprint_covers_every_file_of_a_dataset_folder(tmp_path):
@@ -190,6 +194,8 @@ def test_the_fingerprint_covers_every_file_of_a_dataset_folder(tmp_path):
     (folder / "train" / "data-00000.arrow").write_bytes(b"rowz")
     assert fingerprint(str(folder), {})["data_sha256"] != first
     assert fingerprint("user/some-hub-dataset", {})["data_sha256"] != fingerprint("user/other", {})["data_sha256"]
+    single = folder / "dataset_dict.json"
+    assert fingerprint(str(single), {})["data_sha256"] == hashlib.sha256(single.read_bytes()).hexdigest()
 
 
 def test_resuming_with_other_options_is_refused(models, rows, tmp_path, capsys):

@@ -110,6 +110,8 @@ def test_ranker_zero2_bf16_checkpoint_exports_master_weights_and_resumes(tiny_ba
                              "--ckpt_path", str(checkpoint)))
     assert resumed.trainer.global_step == STEPS + 10 and len(losses(resumed)) == 10
     assert statistics.mean(losses(resumed)) < statistics.mean(loss[:5]) - 0.05, losses(resumed)
+    # the two overfit batches alternate: the resumed first step sees the batch of step STEPS - 2
+    assert abs(losses(resumed)[0] - loss[-2]) < 0.05, (losses(resumed)[:2], loss[-4:])
     adam = resumed.trainer.optimizers[0].optimizer.state_dict()["state"]
     assert adam and all(int(state["step"]) == STEPS + 10 for state in adam.values())
 
@@ -133,6 +135,34 @@ def test_frozen_layers_export_as_the_bf16_values_they_trained_with(tiny_backbone
     weight = "encoder.encoder.layer.0.attention.self.query.weight"
     assert not torch.equal(exported[weight], original.state_dict()[weight])
     assert torch.equal(exported[weight], original.state_dict()[weight].to(torch.bfloat16).float())
+
+
+class _Payload:
+    """Unpickling this runs code: it would create the marker file."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_resume_from_a_folder_with_a_payload_is_refused_before_deepspeed_reads_it(tiny_backbone, tmp_path):
+    """`--ckpt_path last` resolves to a folder that passes Lightning's check (it has `checkpoint/`) while
+    `latest` sends DeepSpeed to another tag whose model file is a payload: refused, and nothing runs."""
+    from blendkit.data.errors import DataError
+
+    marker = tmp_path / "pwned"
+    folder = tmp_path / "checkpoints" / "last.ckpt"
+    (folder / "checkpoint").mkdir(parents=True)
+    (folder / "evil").mkdir()
+    (folder / "latest").write_text("evil")
+    torch.save({"module": _Payload(str(marker))}, folder / "evil" / "mp_rank_00_model_states.pt")
+    args = ["--model.source_max_length", "16", "--model.candidate_max_length", "24", "--model.freeze_layers", "0",
+            "--model.head_hidden_size", "16", "--data.batch_size", "8", "--ckpt_path", "last"]
+    with pytest.raises(DataError, match="mp_rank_00_model_states.pt: refused: reading it would call io.open"):
+        cli(zero2_args("pairranker/minilm_cpu.yaml", tiny_backbone, tmp_path, 3, *args))
+    assert not marker.exists()
 
 
 def test_fuser_zero2_bf16_checkpoint_exports_master_weights(tiny_backbone, tmp_path):

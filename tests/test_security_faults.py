@@ -62,6 +62,7 @@ def _evil_deepspeed_folder(tmp_path, marker):
     torch.save({"module": {"w": torch.zeros(2)}}, folder / "checkpoint" / "mp_rank_00_model_states.pt")
     torch.save({"optimizer_state_dict": _Payload(str(marker))},  # torch.save pickles the payload's call
                folder / "checkpoint" / "bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt")
+    (folder / "latest").write_text("checkpoint")   # as Lightning writes it: DeepSpeed reads this tag's folder
     return folder
 
 
@@ -85,6 +86,10 @@ def test_a_deepspeed_tag_outside_the_folder_or_a_payload_in_another_tag_is_refus
     folder = _evil_deepspeed_folder(tmp_path, marker)
     (folder / "checkpoint" / "bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt").unlink()
     check_deepspeed_checkpoint(str(folder))                      # tensors only: accepted
+    os.symlink(tmp_path, folder / "link")
+    with pytest.raises(ValueError, match="link: refused: a symbolic link"):
+        check_deepspeed_checkpoint(str(folder))
+    (folder / "link").unlink()
     (folder / "latest").write_text("../elsewhere")
     (tmp_path / "elsewhere").mkdir()
     with pytest.raises(ValueError, match="latest.*'../elsewhere', which is not a folder inside"):
@@ -103,7 +108,8 @@ def test_resuming_from_an_evil_deepspeed_checkpoint_is_refused(tmp_path, capsys)
     marker = tmp_path / "pwned"
     folder = _evil_deepspeed_folder(tmp_path, marker)
     code = run_cli(train.main, ["fit", "--config", str(ROOT / "configs" / "pairranker" / "minilm_cpu.yaml"),
-                                "--trainer.default_root_dir", str(tmp_path / "run"), "--ckpt_path", str(folder)])
+                                "--trainer.default_root_dir", str(tmp_path / "run"), "--ckpt_path", str(folder),
+                                "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"])
     err = capsys.readouterr().err
     assert code == 2 and "refused" in err and "optim_states.pt" in err
     assert not marker.exists()

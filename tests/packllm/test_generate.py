@@ -94,8 +94,24 @@ def test_max_new_tokens_stop_strings_and_finish_reasons(pair):
     decode = pair[0].tokenizer.decode
     assert cut.tokens == len(cut.token_ids) and cut.token_ids == free.token_ids[:cut.tokens]
     assert decode(cut.token_ids, skip_special_tokens=True).startswith(cut.text)
-    assert len(decode(cut.token_ids[:-1], skip_special_tokens=True)) < len(cut.text) or not cut.token_ids
+    assert not cut.token_ids or not decode(cut.token_ids[:-1], skip_special_tokens=True).startswith(cut.text)
     assert cut.tokens < free.tokens
+
+
+def test_tokens_before_a_stop_string_keep_characters_split_over_byte_tokens(pair):
+    from blendkit.packllm.generate import _drop_tokens_past
+
+    tokenizer = pair[0].tokenizer
+    ids = tokenizer.encode("café😀\n\nQ: next", add_special_tokens=False)
+    # the emoji is split over byte tokens: some prefix ends inside it
+    assert any(tokenizer.decode(ids[:n]).endswith("\ufffd") for n in range(1, len(ids)))
+    kept = list(ids)
+    _drop_tokens_past(kept, "café😀", tokenizer)
+    assert tokenizer.decode(kept).startswith("café😀") and not tokenizer.decode(kept[:-1]).startswith("café😀")
+    assert kept == ids[:len(kept)]
+    empty = list(ids)
+    _drop_tokens_past(empty, "", tokenizer)
+    assert empty == []
 
 
 def test_sampling_is_seeded_and_top_p_near_zero_is_greedy(pair):
