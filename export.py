@@ -95,14 +95,20 @@ def check_deepspeed_checkpoint(path: str) -> None:
 def guard_checkpoint_folders(strategy) -> None:
     """Make ``strategy`` inspect a checkpoint folder with ``check_deepspeed_checkpoint`` before it loads
     one, whatever path Lightning resolved the resume to (``last``, ``hpc``, a path)."""
-    load = strategy.load_checkpoint
+    strategy.load_checkpoint = _InspectFoldersFirst(strategy)
 
-    def load_checked(checkpoint_path, *args, **kwargs):
+
+class _InspectFoldersFirst:
+    """``strategy.load_checkpoint`` with the folder check in front; picklable (``ddp_spawn`` pickles the
+    strategy), as it calls the class's method rather than holding a bound one."""
+
+    def __init__(self, strategy):
+        self.strategy = strategy
+
+    def __call__(self, checkpoint_path, *args, **kwargs):
         if os.path.isdir(checkpoint_path):
             check_deepspeed_checkpoint(str(checkpoint_path))
-        return load(checkpoint_path, *args, **kwargs)
-
-    strategy.load_checkpoint = load_checked
+        return type(self.strategy).load_checkpoint(self.strategy, checkpoint_path, *args, **kwargs)
 
 
 def export_checkpoint(checkpoint: str, output: str, merge_lora: bool = True) -> str:

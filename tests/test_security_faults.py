@@ -115,6 +115,24 @@ def test_resuming_from_an_evil_deepspeed_checkpoint_is_refused(tmp_path, capsys)
     assert not marker.exists()
 
 
+def test_the_guarded_strategy_still_pickles_and_checks(tmp_path):
+    """ddp_spawn pickles the trainer and its strategy: the guard must survive that and keep checking."""
+    import torch
+    from pytorch_lightning.strategies import SingleDeviceStrategy
+
+    from blendkit.export import guard_checkpoint_folders
+
+    strategy = SingleDeviceStrategy(torch.device("cpu"))
+    guard_checkpoint_folders(strategy)
+    copy = pickle.loads(pickle.dumps(strategy))
+    marker = tmp_path / "pwned"
+    with pytest.raises(ValueError, match="refused"):
+        copy.load_checkpoint(str(_evil_deepspeed_folder(tmp_path, marker)))
+    assert not marker.exists()
+    torch.save({"state_dict": {}}, tmp_path / "plain.ckpt")
+    assert copy.load_checkpoint(str(tmp_path / "plain.ckpt")) == {"state_dict": {}}
+
+
 def test_no_code_enables_trust_remote_code_or_unsafe_torch_load():
     offenders = []
     for folder, _, files in os.walk(ROOT):
