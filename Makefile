@@ -1,7 +1,8 @@
 # blendkit — two commands do everything on a fresh machine:
 #   make demo   create .venv, install, train a small ranker and fuser on the embedded sample, then blend
 #               held-out rows: PackLLM candidates (SmolLM2 + Gemma 3) -> rank -> fuse
-#   make test   install what the tests need and run the suite
+#   make test   install what the tests need and run the suite (what CI runs)
+#   make test-fast   the suite without the slow tests (real models, subprocesses, DeepSpeed, packaging)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -16,7 +17,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test clean
+.PHONY: install demo test test-fast lint clean
 install: $(VENV)/.installed
 
 # DeepSpeed (for tests/test_deepspeed_cpu.py: ZeRO-2 training and export on CPU) is built from its sdist
@@ -33,23 +34,29 @@ $(VENV)/.installed: setup.cfg pyproject.toml $(CONSTRAINTS) Makefile
 
 # Train once (a few minutes on 2 cores); re-running `make demo` reuses the trained ranker.
 $(RANKER)/model.safetensors: $(VENV)/.installed configs/pairranker/minilm_cpu.yaml data/samples/train.jsonl.gz
-	$(BIN)/python train.py fit --config configs/pairranker/minilm_cpu.yaml --trainer.max_epochs 1 \
+	$(BIN)/blendkit train fit --config configs/pairranker/minilm_cpu.yaml --trainer.max_epochs 1 \
 		--trainer.enable_progress_bar false --model.export_dir $(RANKER)
 
 $(FUSER)/model.safetensors: $(VENV)/.installed configs/genfuser/minilm_cpu.yaml data/samples/train.jsonl.gz
-	$(BIN)/python train.py fit --config configs/genfuser/minilm_cpu.yaml --trainer.max_epochs 1 \
+	$(BIN)/blendkit train fit --config configs/genfuser/minilm_cpu.yaml --trainer.max_epochs 1 \
 		--trainer.enable_progress_bar false \
 		--model.export_dir $(FUSER)
 
 demo: $(RANKER)/model.safetensors $(FUSER)/model.safetensors
 	@mkdir -p $(RUNS)/demo
-	$(BIN)/python infer.py blend --data data/samples/val.jsonl.gz --pool data/samples/pool12.txt \
+	$(BIN)/blendkit blend --data data/samples/val.jsonl.gz --pool data/samples/pool12.txt \
 		--ranker $(RANKER) --fuser $(FUSER) --generate-with smollm2 gemma3-270m --max-new-tokens 48 \
 		--limit 6 --output $(RUNS)/demo/blend.jsonl --overwrite --show 3
 	@echo "demo: blended rows in $(RUNS)/demo/blend.jsonl; models in $(RANKER) and $(FUSER)"
 
 test: install
 	$(BIN)/python -m pytest -q -p no:warnings
+
+test-fast: install
+	$(BIN)/python -m pytest -q -p no:warnings -m "not slow"
+
+lint: install
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf $(RUNS) lightning_logs .pytest_cache

@@ -34,11 +34,11 @@ def main() -> None:
 
     import torch
 
-    from blendkit.blend import BlendModule, BlendOptions, fingerprint, run_blend
     from blendkit.data import load_mixinstruct
     from blendkit.genfuser import Fuser, build_fuser
     from blendkit.packllm import PackLLMGenerator
     from blendkit.pairranker import PairRankerModel, Ranker
+    from blendkit.pipeline import BlendModule, BlendOptions, fingerprint, run_blend
 
     rows = list(load_mixinstruct(args.data, pool=args.pool, limit=args.rows).dataset)
     with tempfile.TemporaryDirectory() as tmp:
@@ -58,7 +58,8 @@ def main() -> None:
         if args.generate_with:
             runs[f"PackLLM ({' + '.join(args.generate_with)}) + rank + fuse"] = \
                 PackLLMGenerator.from_pretrained(args.generate_with, weighting="exact")
-        report = {"rows": len(rows), "candidates_per_row": round(sum(len(r["candidates"]) for r in rows) / len(rows), 1),
+        report = {"rows": len(rows),
+                  "candidates_per_row": round(sum(len(r["candidates"]) for r in rows) / len(rows), 1),
                   "aggregation": "max_logits (full matrix)", "top_k": 3, "fuser_max_new_tokens": 64,
                   "packllm_max_new_tokens": args.max_new_tokens, "threads": torch.get_num_threads(), "runs": {}}
         for label, generator in runs.items():
@@ -71,7 +72,8 @@ def main() -> None:
             seconds = time.time() - start
             busy = sum(summary["stage_seconds"].values())
             report["runs"][label] = {"seconds": round(seconds, 1), "rows_per_second": round(len(rows) / seconds, 3),
-                                     "stage_share": summary["stage_share"], "overhead_share": round(1 - busy / seconds, 3)}
+                                     "stage_share": summary["stage_share"],
+                                     "overhead_share": round(1 - busy / seconds, 3)}
     print(json.dumps(report, indent=2))
 
 

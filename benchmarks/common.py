@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data", "alpacaeval_mix")
-sys.path.insert(0, ROOT)
 
 
 def add_common_args(parser, recipe: str, minutes: float, epochs: int) -> None:
@@ -30,7 +28,7 @@ def train_recipe(recipe: str, train_file: str, output: str, minutes: float, epoc
                  extra: list[str]) -> tuple[str, float]:
     """Fit ``recipe`` on ``train_file`` for at most ``epochs`` epochs and ``minutes`` minutes (no
     validation); returns (exported model folder, seconds spent)."""
-    from train import cli
+    from blendkit.training.cli import train_cli as cli
 
     model_dir = os.path.join(output, "model")
     whole, seconds = int(minutes), int(round((minutes % 1) * 60))
@@ -46,7 +44,7 @@ def write_outputs(output: str, predictions: list[dict], report: dict) -> None:
     """DIR/predictions.jsonl and DIR/metrics.json (atomically), then the report as one JSON line."""
     import json
 
-    from blendkit.atomic import atomic_open
+    from blendkit.core.atomic import atomic_open
 
     report["predictions"] = os.path.join(output, "predictions.jsonl")
     with atomic_open(report["predictions"]) as f:

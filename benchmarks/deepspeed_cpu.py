@@ -35,7 +35,7 @@ def child(mode: str, steps: int, warmup: int, root: str) -> dict:
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     from pytorch_lightning import Callback
 
-    from train import cli
+    from blendkit.training.cli import train_cli as cli
 
     class StepTimes(Callback):
         def __init__(self) -> None:

@@ -35,8 +35,8 @@ def main() -> None:
     import torch
     from tqdm.auto import tqdm
 
+    from blendkit.core.text import source_text
     from blendkit.data import load_mixinstruct
-    from blendkit.data.text import source_text
     from blendkit.packllm import PackLLMGenerator
     from blendkit.packllm.scoring import continuation_logprobs, fused_nll, prompt_logprobs
     from blendkit.packllm.weights import objective, solve
@@ -82,7 +82,7 @@ def main() -> None:
             "mean_prompt_ppl": round(sum(prompt_ppl[name]) / rows, 3),
             "rows_better_than_best_single": f"{wins}/{rows}"}
     if args.output:
-        from blendkit.atomic import atomic_open
+        from blendkit.core.atomic import atomic_open
 
         os.makedirs(args.output, exist_ok=True)
         with atomic_open(os.path.join(args.output, "metrics.json")) as f:

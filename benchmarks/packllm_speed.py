@@ -27,8 +27,8 @@ PROMPTS = ["Explain why the sky is blue in two sentences.", "Write a short poem 
 
 def truncated_copy(alias: str, layers: int) -> str:
     """A member with the same tokenizer: the first ``layers`` layers of a packaged model (cached once)."""
-    from blendkit.atomic import save_dir_atomically
-    from blendkit.offline import cache_dir, resolve_model
+    from blendkit.core.atomic import save_dir_atomically
+    from blendkit.core.offline import cache_dir, resolve_model
 
     target = cache_dir() / f"{alias}-{layers}l"
     if not (target / "config.json").exists():
@@ -71,8 +71,8 @@ def main() -> None:
 
     import torch
 
+    from blendkit.core.text import source_text
     from blendkit.data import load_mixinstruct
-    from blendkit.data.text import source_text
     from blendkit.packllm import Member, PackLLMGenerator
     from blendkit.packllm.scoring import prompt_logprobs
     from blendkit.packllm.weights import PromptLogProbs, exact_weights, greedy_weights
@@ -114,7 +114,8 @@ def main() -> None:
     own_loop = PackLLMGenerator([primary])
     own = (_timed(lambda: own_loop.generate(prompts, max_new_tokens=n, min_new_tokens=n, batch_size=len(prompts)),
                   args.repeats)
-           - _timed(lambda: own_loop.generate(prompts, max_new_tokens=1, batch_size=len(prompts)), args.repeats)) / (n - 1)
+           - _timed(lambda: own_loop.generate(prompts, max_new_tokens=1, batch_size=len(prompts)), args.repeats)
+           ) / (n - 1)
     report["decode_ms_per_token"] = {**{k: round(v * 1e3, 2) for k, v in per_token.items()},
                                      "fused": round(fused_time * 1e3, 2),
                                      f"packllm loop, {primary.name} alone": round(own * 1e3, 2)}

@@ -19,7 +19,6 @@ import sys
 import time
 
 import torch
-
 from common import SHARED
 
 
@@ -56,11 +55,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--freeze-layers", type=int, default=3)
     args = parser.parse_args(argv)
 
-    from blendkit.data import ScoreSpec, load_mixinstruct
-    from blendkit.offline import resolve_model
+    from blendkit.core.offline import resolve_model
+    from blendkit.data import ScoreSpec, load_mixinstruct, source_text
     from blendkit.pairranker import PairRankerModel, Ranker
     from blendkit.pairranker.batch import rank_dataset
-    from blendkit.data import source_text
     from blendkit.pairranker.encoding import PairEncoder
     from blendkit.pairranker.module import _freeze_bottom
 
@@ -107,9 +105,11 @@ def main(argv: list[str]) -> None:
     ko_time = time.perf_counter() - start
     full_time, full_metrics, full_results = timings[True]
     report["knockout_vs_full"] = {
-        "rows": len(data), "forward_passes": {"full": full_metrics["comparisons"], "knockout": ko_metrics["comparisons"]},
+        "rows": len(data),
+        "forward_passes": {"full": full_metrics["comparisons"], "knockout": ko_metrics["comparisons"]},
         "time_ratio_full_over_knockout": round(full_time / ko_time, 2),
-        "same_top1_pick_pct": round(100 * sum(a.best == b.best for a, b in zip(full_results, ko_results)) / len(data), 1),
+        "same_top1_pick_pct": round(
+            100 * sum(a.best == b.best for a, b in zip(full_results, ko_results)) / len(data), 1),
         "top1_full": full_metrics["top1"], "top1_knockout": ko_metrics["top1"],
         "trained_model": bool(args.model)}
     print(json.dumps(report))

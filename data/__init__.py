@@ -1,10 +1,11 @@
 """MixInstruct-format data: loading with validation, score combination, pair building."""
 
-from .errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
+from ..core.text import source_text
 from .load import ROW_FIELDS, LoadResult, Skipped, candidate_record, load_mixinstruct, resolve_pool, validate_row
 from .pairs import build_pairs
 from .scores import ScoreSpec
-from .text import source_text
 
-__all__ = ["ROW_FIELDS", "candidate_record", "ConfigError", "DataError", "LoadResult", "Skipped", "ScoreSpec", "build_pairs", "load_mixinstruct",
+__all__ = ["ROW_FIELDS", "candidate_record", "ConfigError", "DataError", "LoadResult", "Skipped", "ScoreSpec",
+           "build_pairs", "load_mixinstruct",
            "resolve_pool", "source_text", "validate_row"]

@@ -27,7 +27,8 @@ from typing import Any, Iterator, Literal, Sequence
 
 import datasets
 
-from .errors import DataError
+from ..core.errors import DataError
+from ..core.resources import packaged_path
 
 OnError = Literal["raise", "skip"]
 
@@ -222,7 +223,8 @@ def _read_json_array(path: str, raw: bytes) -> Iterator[tuple[str, Any]]:
             obj, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as err:
             # Inside one array a syntax error leaves no safe place to resume: always fatal.
-            raise DataError(path, f"line {err.lineno}", None, f"malformed JSON at column {err.colno}: {err.msg}.") from None
+            raise DataError(path, f"line {err.lineno}", None,
+                            f"malformed JSON at column {err.colno}: {err.msg}.") from None
         yield f"row {index} (line {line})", obj
         index += 1
 
@@ -306,7 +308,7 @@ def load_mixinstruct(
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    source = os.fspath(source)
+    source = packaged_path(os.fspath(source))
     pool_names = resolve_pool(pool)
     rows: list[dict] = []
     skipped: list[Skipped] = []
@@ -360,7 +362,7 @@ def resolve_pool(pool: Sequence[str] | str | None) -> set[str] | None:
     if pool is None or pool == "all":
         return None
     if isinstance(pool, (str, os.PathLike)):
-        path = os.fspath(pool)
+        path = packaged_path(os.fspath(pool))
         if not os.path.isfile(path):
             raise DataError(path, None, None, "pool file not found; give a file with one model name a line, or 'all'.")
         with open(path, encoding="utf-8") as f:

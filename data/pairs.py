@@ -11,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 
-from .errors import ConfigError
+from ..core.errors import ConfigError
 
 Strategy = Literal["all", "random", "top_bottom"]
 Ties = Literal["skip", "half"]

@@ -13,7 +13,7 @@ from typing import Literal, Sequence
 import numpy as np
 from scipy.stats import rankdata
 
-from .errors import ConfigError
+from ..core.errors import ConfigError
 
 Normalize = Literal["none", "zscore", "rank"]
 

@@ -10,30 +10,21 @@ from __future__ import annotations
 
 import random
 
-import pytorch_lightning as pl
-from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
-from ..data import ScoreSpec, load_mixinstruct
-from ..data.text import source_text
+from ..core.text import source_text
+from ..data import LoadResult, ScoreSpec
+from ..training.datamodule import MixInstructDataModule, Rows
 from .formatting import FuserFormatter
 
 
-class FuserRows:
-    """Rows ready for the fuser: prompt, top-K texts (best first), reference, ids and source models."""
+class FuserRows(Rows):
+    """Rows ready for the fuser: prompt, top-K texts (best first), their source models, reference."""
 
-    def __init__(self, ids, prompts, candidates, models, references):
-        self.ids, self.prompts, self.candidates, self.models, self.references = ids, prompts, candidates, models, references
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def select(self, indices) -> "FuserRows":
-        parts = (self.ids, self.prompts, self.candidates, self.models, self.references)
-        return FuserRows(*([part[k] for k in indices] for part in parts))
+    fields = ("ids", "prompts", "candidates", "models", "references")
 
 
-def top_k_rows(result, spec: ScoreSpec, top_k: int) -> FuserRows:
+def top_k_rows(result: LoadResult, spec: ScoreSpec, top_k: int) -> FuserRows:
     """Pick each row's best ``top_k`` candidates by ``spec`` (best first)."""
     ds = result.dataset
     ids, prompts, texts, models, refs = [], [], [], [], []
@@ -78,72 +69,36 @@ class _ValCollator:
         return batch
 
 
-class GenFuserDataModule(pl.LightningDataModule):
+class GenFuserDataModule(MixInstructDataModule):
     """
     Args:
-        train_file / val_file: MixInstruct data with reference ``output`` answers.
-        train_pool / val_pool: candidate pools (names, a file of names, or None for all).
-        score_keys / score_weights / score_normalize: how the top-K are chosen (``ScoreSpec``).
         shuffle_candidates: shuffle the K candidates' order in training.
-        batch_size / eval_batch_size: rows per training / validation step.
-        val_limit: only the first N validation rows (generation is slow on CPU).
-        on_error: ``raise`` on the first bad row, or ``skip`` bad rows and report them.
+        batch_size / val_batch_size: rows per training / validation step.
+        score_keys / score_weights / score_normalize: how the top-K are chosen (``ScoreSpec``).
+        Everything else: see :class:`blendkit.training.datamodule.MixInstructDataModule`.
     """
 
-    def __init__(
-        self,
-        train_file: str | None = None,
-        val_file: str | None = None,
-        train_pool: str | list[str] | None = None,
-        val_pool: str | list[str] | None = None,
-        score_keys: list[str] = ["judge"],  # noqa: B006 (LightningCLI needs a literal default)
-        score_weights: list[float] | None = None,
-        score_normalize: str = "none",
-        shuffle_candidates: bool = True,
-        batch_size: int = 8,
-        eval_batch_size: int = 8,
-        val_limit: int | None = None,
-        num_workers: int = 0,
-        on_error: str = "raise",
-        seed: int = 0,
-    ):
-        super().__init__()
-        self.save_hyperparameters()
-        self.score_spec = ScoreSpec(tuple(score_keys), tuple(score_weights) if score_weights else None, score_normalize)
-        self.train_rows: FuserRows | None = None
-        self.val_rows: FuserRows | None = None
+    load_options = {"min_candidates": 1, "require_output": True}
 
-    def _load(self, path: str, pool, what: str) -> FuserRows:
-        result = load_mixinstruct(path, pool=pool, required_scores=self.score_spec.keys, min_candidates=1,
-                                  require_output=True, on_error=self.hparams.on_error)
-        rank_zero_info(f"[blendkit] {what}: {result.summary()}")
-        for message in result.skip_messages()[:5]:
-            rank_zero_warn(f"[blendkit] {message}")
-        return top_k_rows(result, self.score_spec, self.trainer.lightning_module.formatter.top_k)
+    def __init__(self, shuffle_candidates: bool = True, batch_size: int = 8, val_batch_size: int = 8, **kwargs):
+        super().__init__(batch_size=batch_size, val_batch_size=val_batch_size, **kwargs)
 
-    def setup(self, stage: str) -> None:
-        if stage == "fit" and self.train_rows is None:
-            if not self.hparams.train_file:
-                raise ValueError("data.train_file is required to fit a fuser.")
-            self.train_rows = self._load(self.hparams.train_file, self.hparams.train_pool, "train")
-        if stage in ("fit", "validate") and self.val_rows is None and self.hparams.val_file:
-            rows = self._load(self.hparams.val_file, self.hparams.val_pool, "val")
-            limit = self.hparams.val_limit
-            self.val_rows = rows.select(range(min(limit, len(rows)))) if limit else rows
+    @property
+    def formatter(self) -> FuserFormatter:
+        return self.trainer.lightning_module.formatter
+
+    def prepare(self, result: LoadResult) -> FuserRows:
+        return top_k_rows(result, self.score_spec, self.formatter.top_k)
 
     def train_dataloader(self) -> DataLoader:
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        formatter = self.trainer.lightning_module.formatter
-        import torch
-
-        generator = torch.Generator().manual_seed(self.hparams.seed * 100_003 + epoch)
-        return DataLoader(list(range(len(self.train_rows))), batch_size=self.hparams.batch_size, shuffle=True,
-                          generator=generator, num_workers=self.hparams.num_workers,
-                          collate_fn=_TrainCollator(formatter, self.train_rows, self.hparams.shuffle_candidates,
-                                                    self.hparams.seed * 7919 + epoch))
+        h = self.hparams
+        return DataLoader(list(range(len(self.train_data))), batch_size=h.batch_size, shuffle=True,
+                          generator=self.epoch_generator(), num_workers=h.num_workers,
+                          collate_fn=_TrainCollator(self.formatter, self.train_data, h.shuffle_candidates,
+                                                    h.seed * 7919 + self.epoch))
 
     def val_dataloader(self) -> DataLoader | list:
-        if self.val_rows is None:
+        if self.val_data is None:
             return []
-        return DataLoader(list(range(len(self.val_rows))), batch_size=self.hparams.eval_batch_size,
-                          collate_fn=_ValCollator(self.trainer.lightning_module.formatter, self.val_rows))
+        return DataLoader(list(range(len(self.val_data))), batch_size=self.hparams.val_batch_size,
+                          collate_fn=_ValCollator(self.formatter, self.val_data))

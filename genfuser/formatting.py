@@ -11,25 +11,26 @@ from typing import Sequence
 
 import torch
 
-from ..data.errors import ConfigError
+from ..core.errors import ConfigError
+from ..core.markers import encode_user_text
+from .config import FuserSettings
 from .model import SOURCE_MARKER, candidate_marker
 
 
 class FuserFormatter:
-    def __init__(self, tokenizer, top_k: int = 3, source_max_length: int = 128, candidate_max_length: int = 128,
-                 target_max_length: int = 128, max_positions: int | None = None):
-        for name, value in (("top_k", top_k), ("source_max_length", source_max_length),
-                            ("candidate_max_length", candidate_max_length), ("target_max_length", target_max_length)):
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
+    """Encodes fuser inputs and targets with the budgets of :class:`FuserSettings` (given as keywords).
+    ``max_positions``: the encoder's position limit, checked against the longest possible input."""
+
+    def __init__(self, tokenizer, max_positions: int | None = None, **settings):
+        self.settings = s = FuserSettings(**settings)
         self.tokenizer = tokenizer
-        self.top_k, self.source_max_length = top_k, source_max_length
-        self.candidate_max_length, self.target_max_length = candidate_max_length, target_max_length
+        self.top_k, self.source_max_length = s.top_k, s.source_max_length
+        self.candidate_max_length, self.target_max_length = s.candidate_max_length, s.target_max_length
         self.prefix, self.suffix = _framing(tokenizer)
-        markers = [SOURCE_MARKER] + [candidate_marker(k) for k in range(1, top_k + 1)]
+        markers = [SOURCE_MARKER] + [candidate_marker(k) for k in range(1, s.top_k + 1)]
         ids = tokenizer.convert_tokens_to_ids(markers)
         if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids:
-            raise ConfigError(f"top_k={top_k} needs the markers {markers}, which this fuser's tokenizer lacks; "
+            raise ConfigError(f"top_k={s.top_k} needs the markers {markers}, which this fuser's tokenizer lacks; "
                               "use a top_k no larger than the one the fuser was built with.")
         self.source_marker, self.candidate_markers = ids[0], ids[1:]
         self.eos_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
@@ -37,8 +38,8 @@ class FuserFormatter:
         if max_positions is not None and self.source_length > max_positions:
             raise ConfigError(f"source_max_length + top_k * (candidate_max_length + 1) + framing = "
                               f"{self.source_length} exceeds the encoder's {max_positions} positions; got "
-                              f"source_max_length={source_max_length}, candidate_max_length={candidate_max_length}, "
-                              f"top_k={top_k}.")
+                              f"source_max_length={s.source_max_length}, "
+                              f"candidate_max_length={s.candidate_max_length}, top_k={s.top_k}.")
 
     @property
     def source_length(self) -> int:
@@ -47,11 +48,8 @@ class FuserFormatter:
                 + len(self.suffix))
 
     def _ids(self, texts: Sequence[str], budget: int) -> list[list[int]]:
-        if not texts:
-            return []
-        encoded = self.tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=budget,
-                                 verbose=False)
-        return encoded["input_ids"]
+        # An answer that contains "<cand2>" must not produce the marker itself.
+        return [ids[:budget] for ids in encode_user_text(self.tokenizer, texts)]
 
     def encode_sources(self, prompts: Sequence[str], candidate_lists: Sequence[Sequence[str]]) -> list[list[int]]:
         """Encoder inputs; ``candidate_lists[i]`` holds at most ``top_k`` texts, best first."""

@@ -19,11 +19,10 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..data.text import source_text
+from ..core.text import source_text
+from .config import SETTINGS_FILE
 from .formatting import FuserFormatter
 from .model import load_fuser
-
-SETTINGS_FILE = "blendkit_fuser.json"
 
 
 @dataclass
@@ -34,11 +33,12 @@ class FuseResult:
 
 
 class Fuser:
-    def __init__(self, model, tokenizer, top_k: int = 3, source_max_length: int = 96, candidate_max_length: int = 128,
-                 target_max_length: int = 128, batch_size: int = 8, device: str | torch.device | None = None):
+    """``Fuser(model, tokenizer, top_k=3, ...)``: the keywords are :class:`FuserSettings` (budgets, top_k)."""
+
+    def __init__(self, model, tokenizer, batch_size: int = 8, device: str | torch.device | None = None, **settings):
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.formatter = FuserFormatter(tokenizer, top_k, source_max_length, candidate_max_length, target_max_length)
+        self.formatter = FuserFormatter(tokenizer, **settings)
         self.batch_size = batch_size
         if device is not None:
             self.model.to(device)

@@ -13,8 +13,10 @@ from typing import Sequence
 import torch
 from torch import nn
 from torchmetrics.text import BLEUScore, ROUGEScore
+from torchmetrics.text.bert import BERTScore
+from transformers import AutoConfig
 
-from ..offline import resolve_model
+from ..core.offline import resolve_model
 
 
 class FusionMetrics(nn.Module):
@@ -25,12 +27,8 @@ class FusionMetrics(nn.Module):
         self.rouge = nn.ModuleDict({s: ROUGEScore(rouge_keys=("rougeL",)) for s in sides})
         self.bertscore = None
         if bertscore_model:
-            from torchmetrics.text.bert import BERTScore
-
             path = resolve_model(bertscore_model)
             if bertscore_layers is None:
-                from transformers import AutoConfig
-
                 bertscore_layers = AutoConfig.from_pretrained(path).num_hidden_layers
             self.bertscore = nn.ModuleDict({s: BERTScore(model_name_or_path=path, num_layers=bertscore_layers,
                                                          max_length=256, truncation=True, batch_size=32)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, EncoderDecoderModel, PreTrainedModel
 
-from ..markers import add_marker_tokens, init_marker_embeddings
-from ..offline import load_error, resolve_model
+from ..core.markers import add_marker_tokens, init_marker_embeddings
+from ..core.offline import load_error, resolve_model
 
 SOURCE_MARKER = "<source>"
 
@@ -28,7 +28,7 @@ ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "
 
 
 def marker_words(max_candidates: int) -> dict[str, str]:
-    """Marker token -> the words its embedding starts from (see blendkit/markers.py)."""
+    """Marker token -> the words its embedding starts from (see blendkit/core/markers.py)."""
     words = {SOURCE_MARKER: "question"}
     for k in range(1, max_candidates + 1):
         words[candidate_marker(k)] = f"{ORDINALS[k - 1]} answer" if k <= len(ORDINALS) else f"answer {k}"

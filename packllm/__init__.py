@@ -3,8 +3,16 @@
 from .generate import Generation, PackLLMGenerator
 from .members import Member
 from .scoring import continuation_nll, prompt_logprobs
-from .weights import WEIGHTINGS, PromptLogProbs, exact_weights, greedy_weights, objective, sim_weights, solve, \
-    uniform_weights
+from .weights import (
+           WEIGHTINGS,
+           PromptLogProbs,
+           exact_weights,
+           greedy_weights,
+           objective,
+           sim_weights,
+           solve,
+           uniform_weights,
+)
 
 __all__ = ["Generation", "Member", "PackLLMGenerator", "PromptLogProbs", "WEIGHTINGS", "continuation_nll",
            "exact_weights", "greedy_weights", "objective", "prompt_logprobs", "sim_weights", "solve",

@@ -8,8 +8,9 @@ carries its distribution over with a character-level `VocabMap` (see vocab.py).
 from __future__ import annotations
 
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from ..offline import load_error, resolve_model
+from ..core.offline import load_error, resolve_model
 from .vocab import VocabMap, same_vocabulary
 
 
@@ -30,8 +31,6 @@ class Member:
     @classmethod
     def load(cls, name_or_path: str, primary_tokenizer=None, device: str | torch.device = "cpu",
              dtype: torch.dtype | None = None) -> "Member":
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         path = resolve_model(name_or_path)
         try:
             tokenizer = AutoTokenizer.from_pretrained(path)

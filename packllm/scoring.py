@@ -29,7 +29,8 @@ class AlignedText:
 
 
 @torch.inference_mode()
-def aligned_logprobs(members: Sequence[Member], texts: Sequence[str], max_tokens: int | None = None) -> list[AlignedText]:
+def aligned_logprobs(members: Sequence[Member], texts: Sequence[str],
+                     max_tokens: int | None = None) -> list[AlignedText]:
     """Members' log-probs at the primary's aligned positions, one `AlignedText` per text (each member
     reads at most ``max_tokens`` of its own tokens, and its model's position limit)."""
     primary = members[0]

@@ -26,9 +26,9 @@ Weightings (all return a [K] tensor on the simplex):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import functools
 import warnings
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -48,7 +48,8 @@ class PromptLogProbs:
 
     def __post_init__(self):
         if self.logp.ndim != 3 or self.logp.shape[1] == 0:
-            raise ValueError(f"PromptLogProbs.logp must be [members, positions>0, support], got {tuple(self.logp.shape)}")
+            raise ValueError("PromptLogProbs.logp must be [members, positions>0, support], "
+                             f"got {tuple(self.logp.shape)}")
         logp = self.logp.detach().cpu()
         logp = logp if logp.dtype in (torch.float32, torch.float64) else logp.float()
         if torch.isnan(logp).any() or (logp == float("inf")).any():

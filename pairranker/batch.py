@@ -6,7 +6,6 @@ output records and metrics.
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -40,7 +39,8 @@ def rank_dataset(
         chunk = ds[start:start + rows_per_batch]
         rows = ranker.encode(chunk["instruction"], [[c["text"] for c in cands] for cands in chunk["candidates"]],
                              chunk["input"])
-        chunk_results = ranker.rank_encoded(rows, aggregation, ids=chunk["id"], return_matrix=return_matrix or metrics is not None)
+        chunk_results = ranker.rank_encoded(rows, aggregation, ids=chunk["id"],
+                                            return_matrix=return_matrix or metrics is not None)
         for k, result in enumerate(chunk_results):
             candidates = chunk["candidates"][k]
             record = {name: chunk[name][k] for name in ROW_FIELDS}

@@ -5,14 +5,14 @@ from __future__ import annotations
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from ..data.errors import ConfigError
+from ..core.errors import ConfigError
 
 # Markers added to the tokenizer (and the embedding matrix) so the encoder sees where each part starts.
 SOURCE_TOKEN = "<source>"
 CANDIDATE_A_TOKEN = "<candidate_a>"
 CANDIDATE_B_TOKEN = "<candidate_b>"
 MARKER_TOKENS = (SOURCE_TOKEN, CANDIDATE_A_TOKEN, CANDIDATE_B_TOKEN)
-# Words whose embeddings the markers start from (see blendkit/markers.py).
+# Words whose embeddings the markers start from (see blendkit/core/markers.py).
 MARKER_WORDS = {SOURCE_TOKEN: "question", CANDIDATE_A_TOKEN: "first answer", CANDIDATE_B_TOKEN: "second answer"}
 # Encoders whose position ids start after the padding index (RoBERTa family): 2 positions are unusable.
 OFFSET_POSITION_MODELS = ("roberta", "xlm-roberta", "camembert", "data2vec-text", "xlm-roberta-xl")

@@ -12,6 +12,7 @@ from typing import Sequence
 
 import torch
 
+from ..core.markers import encode_user_text
 from .config import CANDIDATE_A_TOKEN, CANDIDATE_B_TOKEN, SOURCE_TOKEN, PairRankerConfig
 
 
@@ -46,12 +47,8 @@ class PairEncoder:
         self.use_token_types = getattr(config.encoder, "type_vocab_size", 0) >= 2
 
     def encode_texts(self, texts: Sequence[str], budget: int) -> list[EncodedText]:
-        if not texts:
-            return []
-        # split_special_tokens: an answer that contains "<candidate_b>" must not produce the marker itself.
-        ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False,
-                             split_special_tokens=True)["input_ids"]
-        return [EncodedText(seq[:budget], len(seq)) for seq in ids]
+        # An answer that contains "<candidate_b>" must not produce the marker itself.
+        return [EncodedText(seq[:budget], len(seq)) for seq in encode_user_text(self.tokenizer, texts)]
 
     def encode_rows(self, sources: Sequence[str], candidate_lists: Sequence[Sequence[str]]) -> list[EncodedRow]:
         """Batch-tokenize many rows at once (sources and candidates in two tokenizer calls)."""

@@ -19,8 +19,9 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
+from ..core.offline import load_error
+from ..core.text import source_text
 from .aggregation import AGGREGATIONS, knockout, max_logits, max_wins, ranks_from_scores
-from ..data.text import source_text
 from .encoding import EncodedRow, PairEncoder
 from .model import PairRankerModel
 
@@ -47,8 +48,8 @@ class RankResult:
 
 
 class Ranker:
-    def __init__(self, model: PairRankerModel, tokenizer, batch_size: int = 32, device: str | torch.device | None = None,
-                 bucket_by_length: bool = True):
+    def __init__(self, model: PairRankerModel, tokenizer, batch_size: int = 32,
+                 device: str | torch.device | None = None, bucket_by_length: bool = True):
         self.model = model
         self.bucket_by_length = bucket_by_length
         self.encoder = PairEncoder(tokenizer, model.config)
@@ -60,8 +61,6 @@ class Ranker:
     def from_pretrained(cls, path: str, device: str | None = None, dtype: torch.dtype | None = None,
                         batch_size: int = 32) -> "Ranker":
         """Load a ranker saved with ``save_pretrained`` (or exported by ``infer.py export``); safetensors only."""
-        from ..offline import load_error
-
         try:
             model = PairRankerModel.from_pretrained(path, use_safetensors=True, **({"dtype": dtype} if dtype else {}))
             tokenizer = AutoTokenizer.from_pretrained(path)

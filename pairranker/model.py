@@ -20,8 +20,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from ..markers import add_marker_tokens, init_marker_embeddings
-from ..offline import resolve_model
+from ..core.markers import add_marker_tokens, init_marker_embeddings
+from ..core.offline import resolve_model
 from .config import MARKER_WORDS, PairRankerConfig
 
 NUM_LENGTH_FEATURES = 2  # log1p(full length in tokens) / 8, truncated flag
@@ -73,7 +73,7 @@ class PairRankerModel(PreTrainedModel):
         drawing dropout masks dominates a CPU forward pass).
 
         Example:
-            >>> model, tokenizer = PairRankerModel.from_backbone(minilm_path, candidate_max_length=128)  # doctest: +SKIP
+            >>> model, tokenizer = PairRankerModel.from_backbone("minilm", candidate_max_length=128)  # doctest: +SKIP
         """
         backbone = resolve_model(backbone)  # packaged aliases (minilm) work offline
         tokenizer = AutoTokenizer.from_pretrained(backbone)

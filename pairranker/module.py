@@ -1,104 +1,105 @@
 """PairRankerModule: trains a PairRankerModel with Lightning. It wraps the model; it is not the model.
 
-The trained artefact is ``self.model`` (a plain `transformers` model) plus ``self.tokenizer``;
-``export()`` writes both as a Hub-style folder (safetensors) that ``Ranker.from_pretrained`` or
+What every component shares (checkpoints, LoRA, export, the optimizer) lives in
+:class:`blendkit.training.module.BlendkitModule`; this file holds what is particular to ranking:
+the model builders, the frozen bottom layers, the separate head learning rate, pairwise training
+and row-wise validation. ``export()`` writes a folder that ``Ranker.from_pretrained`` or
 ``PairRankerModel.from_pretrained`` loads without any Lightning code.
 """
 
 from __future__ import annotations
 
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 from torch import nn
 from torchmetrics.classification import BinaryAccuracy
 from transformers import AutoTokenizer
 
-from ..export import KIND_KEY, TOKENIZER_KEY
-from ..offline import resolve_model
-from ..training import (adamw_with_warmup, base_model, export_model, tokenizer_files, tokenizer_from_files,
-                        wrap_lora)
+from ..core.offline import resolve_model
+from ..training.lora import base_model
+from ..training.module import BlendkitModule
 from .aggregation import AGGREGATIONS
+from .config import PairRankerConfig
 from .datamodule import RankedRows
 from .encoding import PairEncoder
 from .inference import Ranker
 from .metrics import RankingMetrics
-from .config import PairRankerConfig
 from .model import PairRankerModel
 
 
-class PairRankerModule(pl.LightningModule):
+class PairRankerModule(BlendkitModule):
     """
     Args:
-        backbone: encoder to start from (Hub id, local path, or the offline alias ``minilm``).
-        init_from: a saved PairRankerModel folder to continue training instead (overrides backbone).
         source_max_length, candidate_max_length, head_hidden_size, head_dropout, use_length_features:
-            see :class:`PairRankerConfig`.
-        model_config: set by checkpoints (the built architecture); leave it unset.
+            see :class:`PairRankerConfig` (the defaults are its defaults).
         encoder_dropout: override the backbone's dropout (None keeps it; 0 is ~3x faster on CPU).
-        learning_rate / head_learning_rate: AdamW learning rates of the encoder and the new head.
-        warmup_ratio: share of steps with linear warm-up; then linear decay to 0.
+        head_learning_rate: AdamW learning rate of the new scoring head (``learning_rate``: the encoder's).
         freeze_layers: keep the embeddings and the lowest N encoder layers fixed (faster on CPU).
-        lora_r: > 0 trains LoRA adapters (peft) on ``lora_target_modules`` instead of the full
-            encoder; the scoring head is always fully trained and saved (``modules_to_save``).
-        gradient_checkpointing: trade compute for memory on long inputs.
         val_aggregation: how validation rows are ranked (``max_logits``, ``max_wins``, ``knockout``).
         eval_batch_size: pair sequences per forward pass during validation.
-        export_dir: if set, the trained model is exported there (safetensors + tokenizer) at the end of fit.
+        Everything else (backbone, init_from, LoRA, export_dir, ...): see
+        :class:`blendkit.training.module.BlendkitModule`. With LoRA the scoring head is always fully
+        trained and saved (``modules_to_save``).
     """
+
+    kind = "pairranker"
+    card_purpose = ("Ranks candidate answers to an instruction by pairwise comparison (a PairRanker cross-encoder, "
+                    "as in LLM-Blender): pick the best of N LLM outputs, or rank them before fusion.")
+    card_usage = ("from blendkit.pairranker import Ranker\n\nranker = Ranker.from_pretrained(\"{path}\")\n"
+                  "result = ranker.rank(\"Name a prime.\", [\"7\", \"9\", \"2 is the only even prime.\"])[0]\n"
+                  "print(result.ranks, result.scores)          # 1 = best\n"
+                  "ranker.compare(\"Name a prime.\", \"7\", \"9\")   # P(first answer is better)")
+    lora_modules_to_save = ["head"]
+    progress_metrics = ("top1", "pair_acc")
 
     def __init__(
         self,
-        backbone: str = "minilm",
-        init_from: str | None = None,
-        source_max_length: int = 128,
-        candidate_max_length: int = 184,
-        head_hidden_size: int = 256,
-        head_dropout: float = 0.1,
-        use_length_features: bool = True,
+        source_max_length: int = PairRankerConfig.source_max_length,
+        candidate_max_length: int = PairRankerConfig.candidate_max_length,
+        head_hidden_size: int = PairRankerConfig.head_hidden_size,
+        head_dropout: float = PairRankerConfig.head_dropout,
+        use_length_features: bool = PairRankerConfig.use_length_features,
         encoder_dropout: float | None = None,
         learning_rate: float = 3e-5,
         head_learning_rate: float = 1e-3,
-        weight_decay: float = 0.01,
-        warmup_ratio: float = 0.1,
         freeze_layers: int = 0,
-        lora_r: int = 0,
-        lora_alpha: int = 16,
-        lora_dropout: float = 0.05,
-        lora_target_modules: list[str] | None = None,
-        gradient_checkpointing: bool = False,
         val_aggregation: str = "max_logits",
         eval_batch_size: int = 64,
-        export_dir: str | None = None,
-        model_config: dict | None = None,
+        **kwargs,
     ):
-        super().__init__()
-        self.save_hyperparameters()
+        super().__init__(learning_rate=learning_rate, **kwargs)
         if val_aggregation not in AGGREGATIONS:
             raise ValueError(f"model.val_aggregation must be one of {AGGREGATIONS}, got {val_aggregation!r}")
-        self.tokenizer = None
-        if model_config:
-            # Loading a checkpoint: the architecture and tokenizer come from the checkpoint itself,
-            # so neither the backbone nor init_from needs to exist any more (see on_load_checkpoint).
-            self.model = PairRankerModel(PairRankerConfig.from_dict(model_config))
-        elif init_from:
-            self.model = PairRankerModel.from_pretrained(init_from)
-            self.tokenizer = AutoTokenizer.from_pretrained(init_from)
-        else:
-            self.model, self.tokenizer = PairRankerModel.from_backbone(
-                resolve_model(backbone), source_max_length=source_max_length,
-                candidate_max_length=candidate_max_length, head_hidden_size=head_hidden_size,
-                head_dropout=head_dropout, use_length_features=use_length_features, encoder_dropout=encoder_dropout)
-        self.pair_encoder = PairEncoder(self.tokenizer, self.model.config) if self.tokenizer is not None else None
-        if gradient_checkpointing:
-            self.model.activation_checkpointing_enable()
-        if freeze_layers:
-            _freeze_bottom(self.model.encoder, freeze_layers)
-        if lora_r > 0:
-            self.model = wrap_lora(self.model, lora_r, lora_alpha, lora_dropout, lora_target_modules,
-                                   modules_to_save=["head"])
+        self.pair_encoder: PairEncoder | None = None
         self.train_pair_acc = BinaryAccuracy()
-        self.val_metrics: RankingMetrics | None = None
+        self.init_model()
+
+    def build_model(self):
+        h = self.hparams
+        return PairRankerModel.from_backbone(
+            resolve_model(h.backbone), source_max_length=h.source_max_length,
+            candidate_max_length=h.candidate_max_length, head_hidden_size=h.head_hidden_size,
+            head_dropout=h.head_dropout, use_length_features=h.use_length_features, encoder_dropout=h.encoder_dropout)
+
+    def load_model(self, path: str):
+        return PairRankerModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+
+    def model_from_config(self, config: dict) -> PairRankerModel:
+        return PairRankerModel(PairRankerConfig.from_dict(config))
+
+    def prepare_model(self, model: PairRankerModel) -> None:
+        if self.hparams.freeze_layers:
+            _freeze_bottom(model.encoder, self.hparams.freeze_layers)
+
+    def on_tokenizer(self) -> None:
+        self.pair_encoder = PairEncoder(self.tokenizer, base_model(self.model).config)
+
+    def param_groups(self) -> list[dict]:
+        head_params, encoder_params = [], []
+        for name, param in self.model.named_parameters():
+            if param.requires_grad:
+                (head_params if ".head." in f".{name}" else encoder_params).append((name, param))
+        return [{"params": encoder_params, "lr": self.hparams.learning_rate},
+                {"params": head_params, "lr": self.hparams.head_learning_rate}]
 
     # ------------------------------------------------------------------------------------------ #
     def setup(self, stage: str) -> None:
@@ -128,46 +129,6 @@ class PairRankerModule(pl.LightningModule):
             self.val_metrics.update(torch.tensor(result.scores), torch.from_numpy(target),
                                     torch.from_numpy(raw), matrix)
 
-    def on_validation_epoch_end(self) -> None:
-        values = self.val_metrics.compute()
-        # The metric object already reduced across processes: log the values as they are.
-        for name, value in values.items():
-            self.log(f"val_{name}", value, prog_bar=name in ("top1", "pair_acc"))
-        rank_zero_info(f"[blendkit] validation on {int(values['rows'])} rows: "
-                       + ", ".join(f"{k}={float(v):.3f}" for k, v in values.items()))
-        self.val_metrics.reset()
-
-    def configure_optimizers(self):
-        head_params, encoder_params = [], []
-        for name, param in self.model.named_parameters():
-            if param.requires_grad:
-                (head_params if ".head." in f".{name}" else encoder_params).append((name, param))
-        return adamw_with_warmup([{"params": encoder_params, "lr": self.hparams.learning_rate},
-                                  {"params": head_params, "lr": self.hparams.head_learning_rate}],
-                                 self.hparams.weight_decay, self.hparams.warmup_ratio,
-                                 self.trainer.estimated_stepping_batches)
-
-    # ------------------------------------------------------------------------------------------ #
-    @rank_zero_only
-    def export(self, directory: str, merge_lora: bool = True) -> str:
-        """Write safetensors weights, config and tokenizer to ``directory`` (atomically replaced).
-        With LoRA and ``merge_lora=False`` only the adapter (and the head) is saved."""
-        return export_model(self.model, self.tokenizer, directory, merge_lora, what="ranker")
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint[KIND_KEY] = "pairranker"
-        checkpoint["hyper_parameters"]["model_config"] = base_model(self.model).config.to_dict()
-        checkpoint[TOKENIZER_KEY] = tokenizer_files(self.tokenizer)
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        if self.tokenizer is None:
-            self.tokenizer = tokenizer_from_files(checkpoint[TOKENIZER_KEY])
-            self.pair_encoder = PairEncoder(self.tokenizer, base_model(self.model).config)
-
-    def on_fit_end(self) -> None:
-        if self.hparams.export_dir:
-            self.export(self.hparams.export_dir)
-
 
 def _freeze_bottom(encoder: nn.Module, num_layers: int) -> None:
     """Freeze the embeddings and the first ``num_layers`` transformer blocks of an encoder."""
@@ -186,5 +147,3 @@ def _freeze_bottom(encoder: nn.Module, num_layers: int) -> None:
     for block in list(blocks)[:num_layers]:
         for param in block.parameters():
             param.requires_grad_(False)
-
-

@@ -20,7 +20,7 @@ def tiny_backbone(tmp_path_factory) -> str:
     """A 2-layer, 32-wide BERT with random weights and the MiniLM tokenizer, saved as a folder."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from blendkit.offline import resolve_model
+    from blendkit.core.offline import resolve_model
 
     path = tmp_path_factory.mktemp("tiny_bert")
     tokenizer = AutoTokenizer.from_pretrained(resolve_model("minilm"))
@@ -89,7 +89,7 @@ def _tiny_causal_lm(tmp_path_factory, name: str, tokenizer_alias: str, seed: int
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from blendkit.offline import resolve_model
+    from blendkit.core.offline import resolve_model
 
     source = resolve_model(tokenizer_alias)
     tokenizer = AutoTokenizer.from_pretrained(source)

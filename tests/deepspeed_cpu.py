@@ -5,7 +5,7 @@ CUDA GPUs, and Lightning's ``DeepSpeedStrategy`` refuses any other accelerator. 
 on CPU (its ``cpu`` accelerator, a gloo process group), so this module lifts Lightning's check to let
 CPU-only CI exercise the *real* DeepSpeed code paths: ``deepspeed.initialize``, the ZeRO optimizers
 with bf16 weights and fp32 master weights, ``DeepSpeedEngine.save_checkpoint`` / ``load_checkpoint``
-(a checkpoint folder, resumable), and the ZeRO-to-fp32 conversion that ``blendkit.export`` runs.
+(a checkpoint folder, resumable), and the ZeRO-to-fp32 conversion that ``blendkit.hub.export`` runs.
 The tests use stage 2; stages 1 and 3 train and export through it too. It is a test device, not a
 CPU training recipe (``benchmarks/deepspeed_cpu.py`` measures what it costs here).
 

@@ -6,7 +6,6 @@ import gzip
 import json
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -9,8 +9,7 @@ import os
 import pytest
 from helpers import make_row, write_jsonl
 
-import infer
-from blendkit.cli_errors import run_cli
+from blendkit import commands
 from blendkit.data import DataError, load_mixinstruct
 
 GOOD = [make_row("r1", [0.1, 0.5, 0.3]), make_row("r3", [0.2, 0.4, 0.6])]
@@ -47,7 +46,7 @@ def _argv(command: str, models: dict, data: str, output: str) -> list[str]:
 
 def _run(argv, capsys) -> tuple[int, str, str]:
     capsys.readouterr()
-    code = run_cli(infer.main, argv)
+    code = commands.main(argv)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -125,7 +124,8 @@ def test_a_one_megabyte_answer_is_truncated_not_fatal(command, models, tmp_path,
 
 def test_training_data_errors_name_file_line_and_field(tmp_path):
     data = _file(tmp_path, json.dumps({**make_row("r2", [0.1, 0.2]), "candidates": [
-        {"model": "m", "text": "a", "scores": {"judge": "high"}}, {"model": "n", "text": "b", "scores": {"judge": 1}}]}))
+        {"model": "m", "text": "a", "scores": {"judge": "high"}},
+        {"model": "n", "text": "b", "scores": {"judge": 1}}]}))
     with pytest.raises(DataError, match=r"rows.jsonl, line 2, field 'candidates\[0\].scores.judge'"):
         load_mixinstruct(data, required_scores=["judge"])
     kept = load_mixinstruct(data, required_scores=["judge"], on_error="skip")

@@ -13,7 +13,7 @@ import time
 import pytest
 from helpers import ROOT, make_row, write_jsonl
 
-import infer
+from blendkit import commands
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def _blend(data, ranker, fuser, output, *extra):
 
 def test_blend_writes_ranked_selected_and_fused_rows_in_input_order(models, rows, tmp_path, capsys):
     out = tmp_path / "blend.jsonl"
-    infer.main(_blend(rows, *models, out))
+    commands.dispatch(_blend(rows, *models, out))
     summary = json.loads(capsys.readouterr().out)
     written = [json.loads(line) for line in out.read_text().splitlines()]
     inputs = [json.loads(line) for line in open(rows)]
@@ -56,7 +56,7 @@ def test_blend_with_packllm_candidates(models, tiny_llama_a, tiny_llama_b, tmp_p
     data = write_jsonl(tmp_path / "prompts.jsonl", [{"id": "p1", "instruction": "Say hi."},
                                                    {"id": "p2", "instruction": "Name a fruit."}])
     out = tmp_path / "gen.jsonl"
-    infer.main(_blend(data, *models, out, "--generate-with", tiny_llama_a, tiny_llama_b, "--members-alone",
+    commands.dispatch(_blend(data, *models, out, "--generate-with", tiny_llama_a, tiny_llama_b, "--members-alone",
                       "--max-new-tokens", "4", "--weighting", "sim"))
     summary = json.loads(capsys.readouterr().out)
     written = [json.loads(line) for line in out.read_text().splitlines()]
@@ -70,8 +70,8 @@ def test_blend_with_packllm_candidates(models, tiny_llama_a, tiny_llama_b, tmp_p
 _KILLER = """
 import os, signal, sys
 sys.argv = ["infer.py"] + sys.argv[1:]
-import infer
-from blendkit.blend import BlendModule
+from blendkit import commands
+from blendkit.pipeline import BlendModule
 step = BlendModule.predict_step
 calls = []
 def dying(self, batch, batch_idx=0):
@@ -80,10 +80,11 @@ def dying(self, batch, batch_idx=0):
         os.kill(os.getpid(), signal.SIGKILL)
     return step(self, batch, batch_idx)
 BlendModule.predict_step = dying
-infer.main(sys.argv[1:])
+commands.dispatch(sys.argv[1:])
 """
 
 
+@pytest.mark.slow
 def test_a_killed_blend_resumes_to_the_same_file(models, rows, tmp_path):
     whole = tmp_path / "whole.jsonl"
     env = {**os.environ, "PYTHONPATH": str(ROOT.parent) + os.pathsep + str(ROOT)}
@@ -110,21 +111,22 @@ def test_a_killed_blend_resumes_to_the_same_file(models, rows, tmp_path):
 
 def test_a_finished_output_is_kept_unless_overwrite(models, rows, tmp_path, capsys):
     out = tmp_path / "done.jsonl"
-    infer.main(_blend(rows, *models, out))
+    commands.dispatch(_blend(rows, *models, out))
     first = out.read_text()
     with pytest.raises(FileExistsError, match="--overwrite"):
-        infer.main(_blend(rows, *models, out))
-    infer.main(_blend(rows, *models, out, "--overwrite"))
+        commands.dispatch(_blend(rows, *models, out))
+    commands.dispatch(_blend(rows, *models, out, "--overwrite"))
     assert out.read_text() == first
     parts = tmp_path / "damaged.jsonl.parts"
     parts.mkdir()
     (parts / "shard-0.jsonl").write_text('not json\n{"index": 0, "record": {}}\n')
-    from blendkit.blend import read_shards
+    from blendkit.pipeline.shards import read_shards
 
     with pytest.raises(ValueError, match="line 1.*damaged"):
         read_shards(str(parts))
 
 
+@pytest.mark.slow
 def test_repeated_kills_at_random_moments_still_give_the_same_file(models, tmp_path):
     """SIGKILL at random moments, again and again: each attempt is killed a random 0-0.1 s after it has
     written a new row (mid-batch or mid-write), then one run goes to the end. The file equals the
@@ -166,24 +168,23 @@ def test_repeated_kills_at_random_moments_still_give_the_same_file(models, tmp_p
 
 
 def test_a_second_blend_into_the_same_output_is_refused_while_the_first_runs(models, rows, tmp_path, capsys):
-    from blendkit.cli_errors import run_cli
-    from blendkit.runlock import RunLock
+    from blendkit.pipeline.runlock import RunLock
 
     out = tmp_path / "busy.jsonl"
     with RunLock(str(out) + ".parts", worker=False):   # what a running blend's launcher holds
-        assert run_cli(infer.main, _blend(rows, *models, out)) == 2
+        assert commands.main(_blend(rows, *models, out)) == 2
         assert f"in use by a blend that is still running (pid {os.getpid()})" in capsys.readouterr().err
         assert not out.exists() and sorted(os.listdir(str(out) + ".parts")) == ["lock"]
     assert not os.path.exists(str(out) + ".parts")   # the first run ended: nothing left behind
-    infer.main(_blend(rows, *models, out))
+    commands.dispatch(_blend(rows, *models, out))
     assert len(out.read_text().splitlines()) == 10 and not os.path.exists(str(out) + ".parts")
     with pytest.raises(FileExistsError, match="--overwrite"):   # finished: refused under the lock too
-        infer.main(_blend(rows, *models, out))
+        commands.dispatch(_blend(rows, *models, out))
     assert not os.path.exists(str(out) + ".parts")
 
 
 def test_the_fingerprint_covers_every_file_of_a_dataset_folder(tmp_path):
-    from blendkit.blend import fingerprint
+    from blendkit.pipeline import fingerprint
 
     folder = tmp_path / "saved"
     (folder / "train").mkdir(parents=True)
@@ -201,7 +202,7 @@ def test_the_fingerprint_covers_every_file_of_a_dataset_folder(tmp_path):
 def test_resuming_with_other_options_is_refused(models, rows, tmp_path, capsys):
     parts = tmp_path / "o.jsonl.parts"
     parts.mkdir()
-    from blendkit.blend import check_manifest, fingerprint
+    from blendkit.pipeline import check_manifest, fingerprint
 
     check_manifest(str(parts), fingerprint(rows, {"top_k": 3}))
     with pytest.raises(ValueError, match="different top_k.*delete"):
@@ -212,6 +213,7 @@ def test_resuming_with_other_options_is_refused(models, rows, tmp_path, capsys):
         check_manifest(str(parts), fingerprint(rows, {"top_k": 3}))
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_same_file_as_one(models, rows, tmp_path):
     """DDP on gloo with 2 CPU processes: each takes a share of the rows, the merge restores input order."""
     env = {**os.environ, "PYTHONPATH": str(ROOT.parent) + os.pathsep + str(ROOT)}

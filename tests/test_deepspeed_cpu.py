@@ -16,13 +16,15 @@ from helpers import ROOT
 
 pytest.importorskip("deepspeed", reason="deepspeed is not installed (`make install` installs it for CPU)")
 
-import infer  # noqa: E402
+from blendkit import commands  # noqa: E402
 from blendkit.data import load_mixinstruct  # noqa: E402
-from blendkit.export import is_deepspeed_checkpoint  # noqa: E402
 from blendkit.genfuser import Fuser  # noqa: E402
 from blendkit.genfuser.model import load_fuser  # noqa: E402
 from blendkit.pairranker import PairRankerModel, Ranker  # noqa: E402
-from train import cli  # noqa: E402
+from blendkit.training.cli import train_cli as cli  # noqa: E402
+from blendkit.training.deepspeed_guard import is_deepspeed_checkpoint  # noqa: E402
+
+pytestmark = pytest.mark.slow   # real models or subprocesses: left out by `make test-fast`
 
 SAMPLES = ROOT / "data" / "samples"
 STEPS = 30
@@ -89,7 +91,7 @@ def test_ranker_zero2_bf16_checkpoint_exports_master_weights_and_resumes(tiny_ba
     checkpoint = tmp_path / "checkpoints" / "last.ckpt"
     assert checkpoint.is_dir() and is_deepspeed_checkpoint(str(checkpoint))
     export = tmp_path / "export"
-    infer.main(["export", "--checkpoint", str(checkpoint), "--output", str(export)])
+    commands.dispatch(["export", "--checkpoint", str(checkpoint), "--output", str(export)])
     assert (export / "model.safetensors").is_file()
     live = run.model.model
     assert_export_holds_the_master_weights(live, PairRankerModel.from_pretrained(export).state_dict())
@@ -122,7 +124,7 @@ def test_frozen_layers_export_as_the_bf16_values_they_trained_with(tiny_backbone
     args = ["--model.source_max_length", "16", "--model.candidate_max_length", "24", "--model.freeze_layers", "1",
             "--model.head_hidden_size", "16", "--data.batch_size", "8"]
     run = cli(zero2_args("pairranker/minilm_cpu.yaml", tiny_backbone, tmp_path, 3, *args))
-    infer.main(["export", "--checkpoint", str(tmp_path / "checkpoints" / "last.ckpt"), "--output",
+    commands.dispatch(["export", "--checkpoint", str(tmp_path / "checkpoints" / "last.ckpt"), "--output",
                 str(tmp_path / "export")])
     live = run.model.model
     exported = PairRankerModel.from_pretrained(tmp_path / "export").state_dict()
@@ -150,7 +152,7 @@ class _Payload:
 def test_a_resume_from_a_folder_with_a_payload_is_refused_before_deepspeed_reads_it(tiny_backbone, tmp_path):
     """`--ckpt_path last` resolves to a folder that passes Lightning's check (it has `checkpoint/`) while
     `latest` sends DeepSpeed to another tag whose model file is a payload: refused, and nothing runs."""
-    from blendkit.data.errors import DataError
+    from blendkit.core.errors import DataError
 
     marker = tmp_path / "pwned"
     folder = tmp_path / "checkpoints" / "last.ckpt"
@@ -176,7 +178,7 @@ def test_fuser_zero2_bf16_checkpoint_exports_master_weights(tiny_backbone, tmp_p
     checkpoint = tmp_path / "checkpoints" / "last.ckpt"
     assert checkpoint.is_dir() and is_deepspeed_checkpoint(str(checkpoint))
     export = tmp_path / "export"
-    infer.main(["export", "--checkpoint", str(checkpoint), "--output", str(export)])
+    commands.dispatch(["export", "--checkpoint", str(checkpoint), "--output", str(export)])
     assert (export / "model.safetensors").is_file() and (export / "blendkit_fuser.json").is_file()
     live = run.model.model
     fp32_model, _ = load_fuser(str(export))

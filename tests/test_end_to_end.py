@@ -2,12 +2,15 @@
 
 import json
 
+import pytest
 import torch
 from helpers import ROOT
 
-import infer
+from blendkit import commands
 from blendkit.pairranker import PairRankerModel
-from train import cli
+from blendkit.training.cli import train_cli as cli
+
+pytestmark = pytest.mark.slow   # real models or subprocesses: left out by `make test-fast`
 
 
 def test_minilm_recipe_trains_exports_and_ranks_the_sample(tmp_path, capsys):
@@ -18,14 +21,15 @@ def test_minilm_recipe_trains_exports_and_ranks_the_sample(tmp_path, capsys):
     assert run.trainer.callback_metrics["val_rows"] == 2
 
     # The Lightning checkpoint exports to the same weights as the end-of-fit export.
-    infer.main(["export", "--checkpoint", str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "--output", str(tmp_path / "from_ckpt")])
+    commands.dispatch(["export", "--checkpoint", str(tmp_path / "run" / "checkpoints" / "last.ckpt"),
+                       "--output", str(tmp_path / "from_ckpt")])
     a = PairRankerModel.from_pretrained(tmp_path / "export").state_dict()
     b = PairRankerModel.from_pretrained(tmp_path / "from_ckpt").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     capsys.readouterr()
 
     out = tmp_path / "ranked.jsonl"
-    infer.main(["rank", "--data", str(ROOT / "data/samples/val.jsonl.gz"), "--pool",
+    commands.dispatch(["rank", "--data", str(ROOT / "data/samples/val.jsonl.gz"), "--pool",
                 str(ROOT / "data/samples/pool12.txt"), "--model", str(tmp_path / "export"), "--output", str(out),
                 "--limit", "3", "--quiet"])
     summary = json.loads(capsys.readouterr().out)

@@ -9,14 +9,14 @@ import pytest
 import torch
 from helpers import ROOT, make_row, write_jsonl
 
-import infer
+from blendkit import commands
 from blendkit.data import DataError
 from blendkit.pairranker import PairRankerModel
 
 
 def test_rank_writes_one_row_per_input_with_ranks_and_metrics(ranker_dir, rows_file, tmp_path, capsys):
     out = tmp_path / "ranked.jsonl"
-    infer.main(["rank", "--data", rows_file, "--model", ranker_dir, "--output", str(out), "--plot",
+    commands.dispatch(["rank", "--data", rows_file, "--model", ranker_dir, "--output", str(out), "--plot",
                 str(tmp_path / "plot.png"), "--quiet", "--show", "1"])
     summary = json.loads(capsys.readouterr().out)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
@@ -39,7 +39,7 @@ def test_rank_writes_one_row_per_input_with_ranks_and_metrics(ranker_dir, rows_f
 
 def test_rank_compact_and_knockout(ranker_dir, rows_file, tmp_path, capsys):
     out = tmp_path / "ranked.jsonl"
-    infer.main(["rank", "--data", rows_file, "--model", ranker_dir, "--output", str(out), "--compact",
+    commands.dispatch(["rank", "--data", rows_file, "--model", ranker_dir, "--output", str(out), "--compact",
                 "--aggregation", "knockout", "--quiet"])
     row = json.loads(out.read_text().splitlines()[0])
     assert set(row) == {"id", "candidates"} and set(row["candidates"][0]) == {"model", "rank", "ranker_score"}
@@ -50,7 +50,7 @@ def test_rank_compact_and_knockout(ranker_dir, rows_file, tmp_path, capsys):
 
 def test_skip_option_counts_bad_rows(ranker_dir, tmp_path, capsys):
     data = write_jsonl(tmp_path / "mixed.jsonl", [make_row("a", [0.1, 0.2]), "{oops", make_row("b", [0.3, 0.1])])
-    infer.main(["rank", "--data", data, "--model", ranker_dir, "--output", str(tmp_path / "o.jsonl"),
+    commands.dispatch(["rank", "--data", data, "--model", ranker_dir, "--output", str(tmp_path / "o.jsonl"),
                 "--on-error", "skip", "--quiet"])
     captured = capsys.readouterr()
     assert json.loads(captured.out)["skipped"] == 1 and "line 2" in captured.err
@@ -63,8 +63,9 @@ def _run(*args):
 
 
 def test_cli_errors_are_one_paragraph_without_traceback(ranker_dir, tmp_path):
-    bad = write_jsonl(tmp_path / "bad.jsonl", [make_row("a", [0.1, 0.2]), '{"id": "b", "instruction": "q", '
-                                               '"candidates": [{"model": "m", "text": 3}, {"model": "n", "text": ""}]}'])
+    bad = write_jsonl(tmp_path / "bad.jsonl", [
+        make_row("a", [0.1, 0.2]),
+        '{"id": "b", "instruction": "q", "candidates": [{"model": "m", "text": 3}, {"model": "n", "text": ""}]}'])
     result = _run("rank", "--data", bad, "--model", ranker_dir, "--output", str(tmp_path / "o.jsonl"))
     assert result.returncode == 2
     assert "bad.jsonl, line 2, field 'candidates[0].text': expected a string, got int" in result.stderr
@@ -82,12 +83,12 @@ def test_previous_output_survives_a_failed_run(ranker_dir, rows_file, tmp_path):
     out.write_text("previous results\n")
     bad = write_jsonl(tmp_path / "bad.jsonl", ["{"])
     with pytest.raises(DataError):
-        infer.main(["rank", "--data", bad, "--model", ranker_dir, "--output", str(out), "--quiet"])
+        commands.dispatch(["rank", "--data", bad, "--model", ranker_dir, "--output", str(out), "--quiet"])
     assert out.read_text() == "previous results\n"
 
 
 def test_export_from_folder_round_trips(ranker_dir, tmp_path, capsys):
-    infer.main(["export", "--checkpoint", ranker_dir, "--output", str(tmp_path / "exported")])
+    commands.dispatch(["export", "--checkpoint", ranker_dir, "--output", str(tmp_path / "exported")])
     a = PairRankerModel.from_pretrained(ranker_dir).state_dict()
     b = PairRankerModel.from_pretrained(tmp_path / "exported").state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -95,15 +96,16 @@ def test_export_from_folder_round_trips(ranker_dir, tmp_path, capsys):
 
 def test_fuse_uses_the_ranks_of_a_ranked_file(ranker_dir, fuser_dir, rows_file, tmp_path, capsys):
     ranked = tmp_path / "ranked.jsonl"
-    infer.main(["rank", "--data", rows_file, "--model", ranker_dir, "--output", str(ranked), "--quiet"])
+    commands.dispatch(["rank", "--data", rows_file, "--model", ranker_dir, "--output", str(ranked), "--quiet"])
     capsys.readouterr()
     fused = tmp_path / "fused.jsonl"
-    infer.main(["fuse", "--data", str(ranked), "--model", fuser_dir, "--output", str(fused), "--quiet",
+    commands.dispatch(["fuse", "--data", str(ranked), "--model", fuser_dir, "--output", str(fused), "--quiet",
                 "--bertscore-model", "none", "--max-new-tokens", "5"])
     summary = json.loads(capsys.readouterr().out)
     assert summary["metrics"]["selection"] == "ranks in file"
     assert {"fused_rougeL", "selected_rougeL", "gain_rougeL", "fused_bleu"} <= set(summary["metrics"])
-    for row, source in zip(map(json.loads, fused.read_text().splitlines()), map(json.loads, ranked.read_text().splitlines())):
+    fused_rows, ranked_rows = (map(json.loads, f.read_text().splitlines()) for f in (fused, ranked))
+    for row, source in zip(fused_rows, ranked_rows):
         order = [c["model"] for c in sorted(source["candidates"], key=lambda c: c["rank"])]
         assert row["fused_from"] == order[:2]
         assert row["selected"]["model"] == order[0] and isinstance(row["fused"], str)
@@ -112,12 +114,12 @@ def test_fuse_uses_the_ranks_of_a_ranked_file(ranker_dir, fuser_dir, rows_file, 
 
 def test_fuse_with_a_ranker_and_file_order(ranker_dir, fuser_dir, rows_file, tmp_path, capsys):
     out = tmp_path / "fused.jsonl"
-    infer.main(["fuse", "--data", rows_file, "--model", fuser_dir, "--ranker", ranker_dir, "--output", str(out),
+    commands.dispatch(["fuse", "--data", rows_file, "--model", fuser_dir, "--ranker", ranker_dir, "--output", str(out),
                 "--quiet", "--no-metrics", "--max-new-tokens", "4", "--top-k", "1"])
     summary = json.loads(capsys.readouterr().out)
     assert "metrics" not in summary and summary["rows"] == 6
     assert all(len(json.loads(line)["fused_from"]) == 1 for line in out.read_text().splitlines())
-    infer.main(["fuse", "--data", rows_file, "--model", fuser_dir, "--output", str(out), "--quiet",
+    commands.dispatch(["fuse", "--data", rows_file, "--model", fuser_dir, "--output", str(out), "--quiet",
                 "--bertscore-model", "none", "--max-new-tokens", "4"])
     assert json.loads(capsys.readouterr().out)["metrics"]["selection"] == "file order"
     assert json.loads(out.read_text().splitlines()[0])["fused_from"] == ["m0", "m1"]
@@ -130,7 +132,7 @@ def test_export_writes_a_model_card_with_metadata_and_refuses_to_push_offline(ra
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({"top1": 7.5, "pair_acc": 66.1, "predictions": "p.jsonl"}))
     out = tmp_path / "card"
-    infer.main(["export", "--checkpoint", ranker_dir, "--output", str(out), "--base-model", "org/encoder",
+    commands.dispatch(["export", "--checkpoint", ranker_dir, "--output", str(out), "--base-model", "org/encoder",
                 "--dataset", "alpacaeval-mix", "--metrics", str(metrics)])
     result = json.loads(capsys.readouterr().out)
     text = (out / "README.md").read_text()
@@ -147,8 +149,8 @@ def test_export_writes_a_model_card_with_metadata_and_refuses_to_push_offline(ra
     assert all(torch.equal(a[k], b[k]) for k in a)
 
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
-    with pytest.raises(ConnectionError, match="HF_HUB_OFFLINE.*huggingface-cli upload me/ranker"):
-        infer.main(["export", "--checkpoint", ranker_dir, "--output", str(tmp_path / "p"), "--push-to-hub",
+    with pytest.raises(ConnectionError, match=r"HF_HUB_OFFLINE.*is ready; push it later with: hf upload me/ranker "):
+        commands.dispatch(["export", "--checkpoint", ranker_dir, "--output", str(tmp_path / "p"), "--push-to-hub",
                     "me/ranker"])
     assert (tmp_path / "p" / "README.md").exists(), "the folder is ready even when the push cannot happen"
     proc = subprocess.run([sys.executable, str(ROOT / "infer.py"), "export", "--checkpoint", ranker_dir, "--output",

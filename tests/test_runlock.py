@@ -9,11 +9,12 @@ import sys
 import time
 
 import pytest
-from blendkit.runlock import RunLock, is_worker
+
+from blendkit.pipeline.runlock import RunLock, is_worker
 
 _HOLD = """
 import sys, time
-from blendkit.runlock import RunLock
+from blendkit.pipeline.runlock import RunLock
 with RunLock(sys.argv[1], worker=sys.argv[2] == "worker", wait_seconds=5) as lock:
     if not lock.worker:
         lock.share()

@@ -11,8 +11,7 @@ import socket
 import pytest
 from helpers import ROOT
 
-import infer
-from blendkit.cli_errors import run_cli
+from blendkit import commands
 
 
 class _Payload:
@@ -47,7 +46,7 @@ def test_a_pickle_payload_in_a_checkpoint_is_refused(tmp_path, capsys):
     ckpt = tmp_path / "evil.ckpt"
     with open(ckpt, "wb") as f:
         pickle.dump({"state_dict": _Payload(str(marker)), "blendkit_kind": "pairranker"}, f)
-    code = run_cli(infer.main, ["export", "--checkpoint", str(ckpt), "--output", str(tmp_path / "out")])
+    code = commands.main(["export", "--checkpoint", str(ckpt), "--output", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 2 and "weights_only=True" in err and "evil.ckpt" in err
     assert not marker.exists() and not (tmp_path / "out").exists()
@@ -70,7 +69,7 @@ def test_a_pickle_payload_in_a_deepspeed_checkpoint_is_refused(tmp_path, capsys)
     """DeepSpeed's converter unpickles without weights_only; blendkit inspects the files first."""
     marker = tmp_path / "pwned"
     folder = _evil_deepspeed_folder(tmp_path, marker)
-    code = run_cli(infer.main, ["export", "--checkpoint", str(folder), "--output", str(tmp_path / "out")])
+    code = commands.main(["export", "--checkpoint", str(folder), "--output", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 2 and "optim_states.pt" in err and "refused: reading it would call io.open" in err
     assert not marker.exists() and not (tmp_path / "out").exists()
@@ -80,7 +79,7 @@ def test_a_deepspeed_tag_outside_the_folder_or_a_payload_in_another_tag_is_refus
     """DeepSpeed reads the folder named by ``latest``: it must lie inside, and every tag's files are checked."""
     import torch
 
-    from blendkit.export import check_deepspeed_checkpoint
+    from blendkit.training.deepspeed_guard import check_deepspeed_checkpoint
 
     marker = tmp_path / "pwned"
     folder = _evil_deepspeed_folder(tmp_path, marker)
@@ -103,13 +102,11 @@ def test_a_deepspeed_tag_outside_the_folder_or_a_payload_in_another_tag_is_refus
 
 
 def test_resuming_from_an_evil_deepspeed_checkpoint_is_refused(tmp_path, capsys):
-    import train
-
     marker = tmp_path / "pwned"
     folder = _evil_deepspeed_folder(tmp_path, marker)
-    code = run_cli(train.main, ["fit", "--config", str(ROOT / "configs" / "pairranker" / "minilm_cpu.yaml"),
-                                "--trainer.default_root_dir", str(tmp_path / "run"), "--ckpt_path", str(folder),
-                                "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"])
+    code = commands.main(["train", "fit", "--config", str(ROOT / "configs" / "pairranker" / "minilm_cpu.yaml"),
+                          "--trainer.default_root_dir", str(tmp_path / "run"), "--ckpt_path", str(folder),
+                          "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"])
     err = capsys.readouterr().err
     assert code == 2 and "refused" in err and "optim_states.pt" in err
     assert not marker.exists()
@@ -120,7 +117,7 @@ def test_the_guarded_strategy_still_pickles_and_checks(tmp_path):
     import torch
     from pytorch_lightning.strategies import SingleDeviceStrategy
 
-    from blendkit.export import guard_checkpoint_folders
+    from blendkit.training.deepspeed_guard import guard_checkpoint_folders
 
     strategy = SingleDeviceStrategy(torch.device("cpu"))
     guard_checkpoint_folders(strategy)
@@ -171,8 +168,8 @@ def test_a_full_disk_leaves_the_previous_output_intact(ranker_dir, rows_file, tm
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("blendkit.atomic.os.fsync", full)
-    code = run_cli(infer.main, ["rank", "--data", rows_file, "--model", ranker_dir, "--output", str(out), "--quiet"])
+    monkeypatch.setattr("blendkit.core.atomic.os.fsync", full)
+    code = commands.main(["rank", "--data", rows_file, "--model", ranker_dir, "--output", str(out), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and "No space left on device" in err and "Traceback" not in err
     assert out.read_text() == "previous results\n"
@@ -183,6 +180,6 @@ def test_a_full_disk_leaves_the_previous_output_intact(ranker_dir, rows_file, tm
 def test_an_unreachable_hub_id_gives_a_clear_error(command, rows_file, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     model = ["--model", "someone/no-such-model"] if command == "rank" else ["--models", "someone/no-such-model"]
-    code = run_cli(infer.main, [command, "--data", rows_file, *model, "--output", str(tmp_path / "o.jsonl"), "--quiet"])
+    code = commands.main([command, "--data", rows_file, *model, "--output", str(tmp_path / "o.jsonl"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and "'someone/no-such-model'" in err and "local folder" in err and "Traceback" not in err

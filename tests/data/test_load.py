@@ -7,7 +7,6 @@ from helpers import make_row, write_jsonl
 from blendkit.data import DataError, load_mixinstruct
 
 
-
 def _rows(n=3):
     return [make_row(f"r{k}", [0.2, 0.5, 0.9]) for k in range(n)]
 

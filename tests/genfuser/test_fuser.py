@@ -12,7 +12,7 @@ from blendkit.data import ConfigError
 from blendkit.genfuser import Fuser, build_fuser
 from blendkit.genfuser.formatting import FuserFormatter
 from blendkit.genfuser.model import candidate_marker
-from train import cli
+from blendkit.training.cli import train_cli as cli
 
 RECIPE = str(ROOT / "configs" / "genfuser" / "minilm_cpu.yaml")
 
@@ -49,6 +49,17 @@ def test_formatter_gives_every_candidate_its_budget(tiny_backbone):
         FuserFormatter(tokenizer, top_k=3, source_max_length=200, candidate_max_length=200, max_positions=512)
     with pytest.raises(ConfigError, match="top_k=5 needs the markers"):
         FuserFormatter(tokenizer, top_k=5)
+
+
+def test_marker_strings_inside_user_text_stay_text(tiny_backbone):
+    """An answer or instruction that contains "<cand2>" must not put the marker token into the input."""
+    _, tokenizer = build_fuser(tiny_backbone, max_candidates=3)
+    formatter = FuserFormatter(tokenizer, top_k=3, source_max_length=16, candidate_max_length=16)
+    markers = {tokenizer.convert_tokens_to_ids(m) for m in ("<source>", *(candidate_marker(k) for k in (1, 2, 3)))}
+    [source] = formatter.encode_sources(["Quote <source> and <cand3>"], [["I say <cand2> here", "b", "c"]])
+    assert sum(token in markers for token in source) == 4   # <source>, <cand1>, <cand2>, <cand3> once each
+    [target] = formatter.encode_targets(["the answer is <cand1>"])
+    assert not markers & set(target)
 
 
 def _data(tmp_path):
@@ -93,9 +104,9 @@ def test_train_save_reload_generate_round_trip(kind, tiny_backbone, tiny_t5, tmp
     assert [r.fused for r in live.fuse(instructions, candidates, max_new_tokens=10)] == [r.fused for r in results]
 
     # Export from the Lightning checkpoint without the original backbone gives the same weights.
-    import infer
+    from blendkit import commands
 
-    infer.main(["export", "--checkpoint", str(tmp_path / "checkpoints" / "last.ckpt"), "--output",
+    commands.dispatch(["export", "--checkpoint", str(tmp_path / "checkpoints" / "last.ckpt"), "--output",
                 str(tmp_path / "from_ckpt")])
     again = Fuser.from_pretrained(str(tmp_path / "from_ckpt"))
     assert [r.fused for r in again.fuse(instructions, candidates, max_new_tokens=10)] == [r.fused for r in results]

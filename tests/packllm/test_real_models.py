@@ -7,11 +7,13 @@ import json
 import pytest
 from helpers import ROOT, write_jsonl
 
-import infer
-from blendkit.data.text import source_text
+from blendkit import commands
+from blendkit.core.text import source_text
 from blendkit.packllm import PackLLMGenerator
 from blendkit.packllm.scoring import prompt_logprobs
 from blendkit.packllm.weights import objective
+
+pytestmark = pytest.mark.slow   # real models or subprocesses: left out by `make test-fast`
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +52,7 @@ def test_generate_cli_appends_a_packllm_candidate(tiny_llama_a, tiny_llama_b, tm
                                                                         "scores": {"judge": 0.5}}]}]
     data = write_jsonl(tmp_path / "in.jsonl", rows)
     out = tmp_path / "out.jsonl"
-    infer.main(["generate", "--models", tiny_llama_a, tiny_llama_b, "--data", data, "--output", str(out),
+    commands.dispatch(["generate", "--models", tiny_llama_a, tiny_llama_b, "--data", data, "--output", str(out),
                 "--max-new-tokens", "5", "--weighting", "greedy", "--quiet"])
     summary = json.loads(capsys.readouterr().out)
     written = [json.loads(line) for line in out.read_text().splitlines()]
@@ -69,4 +71,5 @@ def test_generate_cli_names_the_bad_row(tiny_llama_a, tmp_path):
     from blendkit.data import DataError
 
     with pytest.raises(DataError, match=r"bad.jsonl.*line 2.*instruction"):
-        infer.main(["generate", "--models", tiny_llama_a, "--data", str(data), "--output", str(tmp_path / "o.jsonl")])
+        commands.dispatch(["generate", "--models", tiny_llama_a, "--data", str(data),
+                           "--output", str(tmp_path / "o.jsonl")])

@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from blendkit.packllm.weights import WEIGHTINGS, PromptLogProbs, exact_weights, greedy_weights, objective, \
-    sim_weights, solve
+from blendkit.packllm.weights import (
+    WEIGHTINGS,
+    PromptLogProbs,
+    exact_weights,
+    greedy_weights,
+    objective,
+    sim_weights,
+    solve,
+)
 
 
 def _random_scores(members: int, positions: int, vocab: int, seed: int) -> PromptLogProbs:

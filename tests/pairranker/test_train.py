@@ -8,7 +8,7 @@ import torch
 from helpers import ROOT, make_row, write_jsonl
 
 from blendkit.pairranker import PairRankerModel, Ranker
-from train import cli
+from blendkit.training.cli import train_cli as cli
 
 RECIPE = str(ROOT / "configs" / "pairranker" / "minilm_cpu.yaml")
 
@@ -60,12 +60,12 @@ def test_fit_validates_checkpoints_resumes_and_exports(tiny_backbone, data_files
 def test_checkpoint_exports_without_the_backbone(tiny_backbone, data_files, tmp_path):
     import shutil
 
-    import infer
+    from blendkit import commands
 
     backbone = shutil.copytree(tiny_backbone, tmp_path / "backbone")
     cli(_args(str(backbone), data_files, tmp_path, "--trainer.max_epochs", "1", "--data.val_file", "null"))
     shutil.rmtree(backbone)  # the checkpoint carries the architecture and the tokenizer itself
-    infer.main(["export", "--checkpoint", str(tmp_path / "checkpoints" / "last.ckpt"), "--output",
+    commands.dispatch(["export", "--checkpoint", str(tmp_path / "checkpoints" / "last.ckpt"), "--output",
                 str(tmp_path / "from_ckpt")])
     a = PairRankerModel.from_pretrained(tmp_path / "export").state_dict()
     b = PairRankerModel.from_pretrained(tmp_path / "from_ckpt").state_dict()
@@ -90,14 +90,14 @@ def test_lora_trains_adapters_and_head_only(tiny_backbone, data_files, tmp_path)
                                              head_hidden_size=16)
     assert not torch.equal(merged.head[0].weight, fresh.head[0].weight)  # the trained head was saved
     # The LoRA checkpoint exports (merged) to the same weights
-    import infer
+    from blendkit import commands
 
-    infer.main(["export", "--checkpoint", str(tmp_path / "checkpoints" / "last.ckpt"), "--output",
+    commands.dispatch(["export", "--checkpoint", str(tmp_path / "checkpoints" / "last.ckpt"), "--output",
                 str(tmp_path / "from_ckpt")])
     from_ckpt = PairRankerModel.from_pretrained(tmp_path / "from_ckpt").state_dict()
     assert all(torch.equal(from_ckpt[k], v) for k, v in merged.state_dict().items())
     # Adapter-only export, from the checkpoint through the CLI, with its model card
-    infer.main(["export", "--checkpoint", str(tmp_path / "checkpoints" / "last.ckpt"), "--output",
+    commands.dispatch(["export", "--checkpoint", str(tmp_path / "checkpoints" / "last.ckpt"), "--output",
                 str(tmp_path / "adapter"), "--adapter-only"])
     assert os.path.exists(tmp_path / "adapter" / "adapter_config.json")
     assert os.path.exists(tmp_path / "adapter" / "adapter_model.safetensors")
@@ -121,22 +121,23 @@ def test_every_recipe_parses(recipe, capsys):
 _KILL_AT_STEP = """
 import os, signal, sys
 from pytorch_lightning import Callback
-import train
+from blendkit.training.cli import BlendkitCLI, train_cli
 
 class KillAt(Callback):
     def on_train_batch_end(self, trainer, *args):
         if trainer.global_step == int(os.environ["KILL_AT"]):
             os.kill(os.getpid(), signal.SIGKILL)
 
-before_fit = train.BlendkitCLI.before_fit
+before_fit = BlendkitCLI.before_fit
 def with_killer(self):
     before_fit(self)
     self.trainer.callbacks.append(KillAt())
-train.BlendkitCLI.before_fit = with_killer
-train.cli(sys.argv[1:])
+BlendkitCLI.before_fit = with_killer
+train_cli(sys.argv[1:])
 """
 
 
+@pytest.mark.slow
 def test_training_killed_mid_epoch_resumes_with_its_steps_and_optimizer(tiny_backbone, data_files, tmp_path):
     """SIGKILL at step 13 of an 18-step epoch; `--ckpt_path last` (saved at step 10) continues to the same
     final step count with the optimizer state carried over, and ends as good as an uninterrupted run."""

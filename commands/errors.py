@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from .data.errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 
 USER_ERRORS = (DataError, ConfigError, FileNotFoundError, PermissionError, OSError, ValueError, ImportError)
 

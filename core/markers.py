@@ -1,13 +1,15 @@
-"""Marker tokens (``<source>``, ``<candidate_a>``, ``<cand1>`` ...) added to a tokenizer and a model.
+"""Marker tokens (``<source>``, ``<candidate_a>``, ``<cand1>`` ...) and how user text is tokenized around them.
 
 Each new embedding row starts as the mean embedding of a describing word ("first", "second", ...),
 not as a near-copy of the vocabulary mean: markers must be told apart from the first step, also
-when the embeddings stay frozen (frozen layers, LoRA).
+when the embeddings stay frozen (frozen layers, LoRA). User text is always tokenized with
+``split_special_tokens=True``, so an answer that contains the string ``<cand2>`` never becomes the
+marker itself.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -28,3 +30,12 @@ def init_marker_embeddings(embeddings: nn.Embedding, tokenizer, markers: Mapping
         if not word_ids:
             raise ValueError(f"the tokenizer encodes {word!r} (describing {marker}) as no tokens")
         embeddings.weight[row] = embeddings.weight[word_ids].mean(dim=0)
+
+
+def encode_user_text(tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each text, untruncated, without the model's framing tokens; special-token strings
+    inside the text are split into ordinary tokens."""
+    if not texts:
+        return []
+    return tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False,
+                     split_special_tokens=True)["input_ids"]
