@@ -40,16 +40,27 @@ def train_recipe(recipe: str, train_file: str, output: str, minutes: float, epoc
     return model_dir, time.time() - start
 
 
-def write_outputs(output: str, predictions: list[dict], report: dict) -> None:
-    """DIR/predictions.jsonl and DIR/metrics.json (atomically), then the report as one JSON line."""
+def scored_rows(path: str, pool: str | None, score_key: str, limit: int | None = None):
+    """(LoadResult, rows) of ``path`` restricted to ``pool``, every candidate scored by ``score_key``;
+    ``rows`` are the candidate lists that ``baselines.py`` takes."""
+    from blendkit.data import load_mixinstruct
+
+    data = load_mixinstruct(path, pool=pool, required_scores=[score_key], limit=limit)
+    return data, list(data.dataset["candidates"])
+
+
+def write_outputs(output: str, predictions: list[dict] | None, report: dict) -> None:
+    """DIR/predictions.jsonl (unless ``predictions`` is None) and DIR/metrics.json (atomically), then the
+    report as one JSON line."""
     import json
 
     from blendkit.core.atomic import atomic_open
 
-    report["predictions"] = os.path.join(output, "predictions.jsonl")
-    with atomic_open(report["predictions"]) as f:
-        for row in predictions:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    if predictions is not None:
+        report["predictions"] = os.path.join(output, "predictions.jsonl")
+        with atomic_open(report["predictions"]) as f:
+            for row in predictions:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
     with atomic_open(os.path.join(output, "metrics.json")) as f:
         json.dump(report, f, indent=2)
     print(json.dumps(report))

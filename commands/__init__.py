@@ -20,6 +20,7 @@ import json
 import os
 import sys
 
+from ..core.quiet import quiet_third_party
 from ..core.resources import packaged_recipes
 from ..training.cli import train_cli
 from . import blend, export, fuse, generate, rank
@@ -43,7 +44,7 @@ def build_parser(prog: str = "blendkit") -> argparse.ArgumentParser:
 def dispatch(argv: list[str], prog: str = "blendkit") -> None:
     """Run one subcommand and print its summary."""
     if argv and argv[0] == "train":
-        sys.argv = [f"{prog} train", *argv[1:]]   # Lightning's CLI reads sys.argv for its help text
+        sys.argv = [f"{prog} train"]   # Lightning's CLI names the program after sys.argv[0] in its help
         train_cli(argv[1:])
         return
     args = build_parser(prog).parse_args(argv)
@@ -58,5 +59,6 @@ def dispatch(argv: list[str], prog: str = "blendkit") -> None:
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """The console script: ``blendkit SUBCOMMAND ...``; returns the exit code."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    quiet_third_party()
     prog = prog or os.path.basename(sys.argv[0]) or "blendkit"
     return run_cli(lambda args: dispatch(args, prog), argv)

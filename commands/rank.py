@@ -59,7 +59,7 @@ def _show_examples(records: list[dict], count: int) -> None:
     for record in records[:count]:
         print(f"\n### {record['id']}: {record.get('instruction', '')[:160]!r}", file=sys.stderr)
         for cand in sorted(record["candidates"], key=lambda c: c["rank"])[:3]:
-            judged = "".join(f" {k}={v:.3f}" for k, v in (cand.get("scores") or {}).items())
+            judged = "".join(f" {k}={v:.3g}" for k, v in (cand.get("scores") or {}).items())   # 1e-4 stays visible
             text = (cand.get("text") or "").replace("\n", " ")[:120]
             print(f"  #{cand['rank']} {cand['model']:<22} ranker={cand['ranker_score']:+.2f}{judged}  {text!r}",
                   file=sys.stderr)

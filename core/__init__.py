@@ -1,4 +1,5 @@
-"""What every other part of blendkit builds on: errors, atomic outputs, model resolution, marker tokens.
+"""What every other part of blendkit builds on: errors, atomic outputs, model resolution, marker tokens,
+bootstrap intervals.
 
 Nothing here imports another blendkit package, and nothing here needs `datasets` or Lightning.
 """

@@ -19,5 +19,14 @@ class DataError(ValueError):
         super().__init__(message)
 
 
+class PoolError(DataError):
+    """The candidate pool does not fit the data (no row keeps enough candidates, or names never seen);
+    ``pool`` is the pool as it was given (a file name or a list of model names)."""
+
+    def __init__(self, pool, *args, **kwargs):
+        self.pool = pool
+        super().__init__(*args, **kwargs)
+
+
 class ConfigError(ValueError):
     """A setting that cannot work, named by its field (e.g. ``source_max_length``)."""

@@ -27,7 +27,7 @@ from typing import Any, Iterator, Literal, Sequence
 
 import datasets
 
-from ..core.errors import DataError
+from ..core.errors import DataError, PoolError
 from ..core.resources import packaged_path
 
 OnError = Literal["raise", "skip"]
@@ -329,13 +329,19 @@ def load_mixinstruct(
         except DataError as err:
             reject(err)
             continue
-        seen_models.update(c["model"] for c in row["candidates"])
+        row_models = sorted({c["model"] for c in row["candidates"]})
+        seen_models.update(row_models)
         if pool_names is not None:
             row["candidates"] = [c for c in row["candidates"] if c["model"] in pool_names]
+        if len(row["candidates"]) < min_candidates and pool_names is not None:
+            reject(PoolError(pool, source, location, "candidates", f"has {len(row['candidates'])} candidate(s) in "
+                             f"the pool {_pool_name(pool)}; at least {min_candidates} are needed to rank.",
+                             f"The row's models: {_names(row_models)}; the pool's: {_names(sorted(pool_names))}. Give "
+                             "a pool that names this data's models, or no pool to keep every candidate."))
+            continue
         if len(row["candidates"]) < min_candidates:
-            what = "in the pool" if pool_names is not None else "in the row"
-            reject(DataError(source, location, "candidates", f"has {len(row['candidates'])} candidate(s) {what}; "
-                             f"at least {min_candidates} are needed to rank."))
+            reject(DataError(source, location, "candidates", f"has {len(row['candidates'])} candidate(s) in the "
+                             f"row; at least {min_candidates} are needed to rank."))
             continue
         if row["id"] in seen_ids:
             reject(DataError(source, location, "id", f"duplicate id {row['id']!r} (first seen at "
@@ -349,12 +355,21 @@ def load_mixinstruct(
     if pool_names is not None and seen_models:
         unknown = sorted(set(pool_names) - seen_models)
         if unknown and limit is None:
-            raise DataError(source, None, "candidates[].model", f"pool models never seen in this data: {unknown}.",
-                            "Check the spelling of the pool names.")
+            raise PoolError(pool, source, None, "candidates[].model", f"pool models never seen in this data: "
+                            f"{unknown} (the pool {_pool_name(pool)}).", "Check the spelling of the pool names.")
     if not rows:
         raise DataError(source, None, None, f"no valid rows ({len(skipped)} skipped"
                         + (f"; first: {skipped[0].location}: {skipped[0].reason}" if skipped else "") + ").")
     return LoadResult(dataset=datasets.Dataset.from_list(rows), source=source, skipped=skipped)
+
+
+def _pool_name(pool) -> str:
+    """The pool as the user gave it: its file, or its names."""
+    return os.fspath(pool) if isinstance(pool, (str, os.PathLike)) else f"[{_names(sorted(pool))}]"
+
+
+def _names(names: Sequence[str], most: int = 6) -> str:
+    return ", ".join(names[:most]) + (f", … ({len(names)} in all)" if len(names) > most else "")
 
 
 def resolve_pool(pool: Sequence[str] | str | None) -> set[str] | None:

@@ -10,10 +10,12 @@ from itertools import combinations
 from typing import Literal
 
 import numpy as np
+from scipy.stats import rankdata
 
 from ..core.errors import ConfigError
 
-Strategy = Literal["all", "random", "top_bottom"]
+Strategy = Literal["all", "random", "top_bottom", "rank_distance"]
+STRATEGIES = ("all", "random", "top_bottom", "rank_distance")
 Ties = Literal["skip", "half"]
 
 
@@ -31,12 +33,16 @@ def build_pairs(
         ``all``: every unordered pair (N·(N-1)/2).
         ``random``: ``k`` distinct unordered pairs drawn uniformly (all of them if fewer exist).
         ``top_bottom``: the i-th best against the i-th worst, for i < k (the clearest contrasts).
+        ``rank_distance``: ``k`` distinct pairs drawn with probability proportional to how far apart the two
+        are in the row's order (tied scores share their mean rank). A judge's scores often differ only
+        in a late decimal between neighbours, whose order is close to noise; far-apart pairs carry a
+        clear label, yet every pair keeps some chance.
 
     Ties (|score_i - score_j| <= tie_eps) are dropped (``skip``) or labelled 0.5 (``half``);
     with ``skip`` the random strategy draws only among non-tied pairs, so k is still met when possible.
     """
-    if strategy not in ("all", "random", "top_bottom"):
-        raise ConfigError(f"pair_strategy: expected 'all', 'random' or 'top_bottom', got {strategy!r}.")
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"pair_strategy: expected one of {STRATEGIES}, got {strategy!r}.")
     if ties not in ("skip", "half"):
         raise ConfigError(f"ties: expected 'skip' or 'half', got {ties!r}.")
     if k < 1:
@@ -57,6 +63,13 @@ def build_pairs(
             candidates = [p for p in candidates if not tied(*p)]
         if strategy == "random" and len(candidates) > k:
             chosen = rng.choice(len(candidates), size=k, replace=False)
+            candidates = [candidates[c] for c in sorted(chosen)]
+        elif strategy == "rank_distance" and len(candidates) > k:
+            ranks = rankdata(-scores)
+            distance = np.array([abs(ranks[i] - ranks[j]) for i, j in candidates])
+            drawable = np.flatnonzero(distance > 0)        # tied pairs kept with ties="half" are never drawn
+            size = min(k, len(drawable))
+            chosen = rng.choice(drawable, size=size, replace=False, p=distance[drawable] / distance[drawable].sum())
             candidates = [candidates[c] for c in sorted(chosen)]
 
     pairs = []

@@ -1,4 +1,4 @@
-"""GenFuser: a seq2seq model that fuses the top-K ranked candidates into one answer.
+"""GenFuser: a causal LM (or a seq2seq model) that fuses the top-K ranked candidates into one answer.
 
     from blendkit.genfuser import Fuser
     fuser = Fuser.from_pretrained("path/to/fuser")

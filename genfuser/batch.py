@@ -1,6 +1,6 @@
 """Fuse every row of a MixInstruct dataset; measure the fusion when rows carry references.
 
-Shared by ``infer.py fuse`` and ``benchmarks/fuser_quality.py``. Which candidates are fused, best
+Shared by ``blendkit fuse`` and ``benchmarks/fuser_quality.py``. Which candidates are fused, best
 first: ranked here by ``ranker`` if given, else by the ``rank`` fields a ranked file carries
 (``infer.py rank`` output), else in the order the row lists them.
 """
@@ -29,7 +29,7 @@ def fuse_dataset(fuser: Fuser, data: LoadResult, ranker=None, top_k: int | None 
     ``fused_from`` (models, best first) and ``selected`` (the top-1 candidate's model and text)."""
     ds = data.dataset
     source = selection_source(data, ranker)
-    records = []
+    records, fused_inputs = [], []
     bar = tqdm(total=len(ds), desc="fusing", unit="row", disable=not progress)
     for start in range(0, len(ds), rows_per_batch):
         chunk = ds[start:start + rows_per_batch]
@@ -46,12 +46,13 @@ def fuse_dataset(fuser: Fuser, data: LoadResult, ranker=None, top_k: int | None 
             record["fused_from"] = [cands[i]["model"] for i in result.fused_from]
             record["fused"] = result.fused
             records.append(record)
+            fused_inputs.append([cands[i]["text"] for i in result.fused_from])
         bar.update(len(results))
     bar.close()
     values = None
     if metrics is not None and all(r["output"] for r in records):
         metrics.update([r["fused"] for r in records], [r["selected"]["text"] for r in records],
-                       [r["output"] for r in records])
+                       [r["output"] for r in records], candidates=fused_inputs)
         values = {name: round(v, 3) for name, v in metrics.compute().items()}
         values["selection"] = source
     return records, values

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from ..core.text import source_text
 from ..data import LoadResult, ScoreSpec
 from ..training.datamodule import MixInstructDataModule, Rows
+from .causal_formatting import CausalFuserFormatter
 from .formatting import FuserFormatter
 
 
@@ -41,7 +42,7 @@ def top_k_rows(result: LoadResult, spec: ScoreSpec, top_k: int) -> FuserRows:
 
 
 class _TrainCollator:
-    def __init__(self, formatter: FuserFormatter, rows: FuserRows, shuffle: bool, seed: int):
+    def __init__(self, formatter: FuserFormatter | CausalFuserFormatter, rows: FuserRows, shuffle: bool, seed: int):
         self.formatter, self.rows, self.shuffle = formatter, rows, shuffle
         self.rng = random.Random(seed)
 
@@ -58,14 +59,16 @@ class _TrainCollator:
 
 
 class _ValCollator:
-    def __init__(self, formatter: FuserFormatter, rows: FuserRows):
+    """The loss batch, plus the rows and their encoded sources (validation generates from these)."""
+
+    def __init__(self, formatter: FuserFormatter | CausalFuserFormatter, rows: FuserRows):
         self.formatter, self.rows = formatter, rows
 
     def __call__(self, indices: list[int]) -> dict:
         rows = self.rows.select(indices)
-        batch = self.formatter.collate(self.formatter.encode_sources(rows.prompts, rows.candidates),
-                                       self.formatter.encode_targets(rows.references))
-        batch["rows"] = rows
+        sources = self.formatter.encode_sources(rows.prompts, rows.candidates)
+        batch = self.formatter.collate(sources, self.formatter.encode_targets(rows.references))
+        batch.update(rows=rows, sources=sources)
         return batch
 
 
@@ -84,7 +87,7 @@ class GenFuserDataModule(MixInstructDataModule):
         super().__init__(batch_size=batch_size, val_batch_size=val_batch_size, **kwargs)
 
     @property
-    def formatter(self) -> FuserFormatter:
+    def formatter(self) -> FuserFormatter | CausalFuserFormatter:
         return self.trainer.lightning_module.formatter
 
     def prepare(self, result: LoadResult) -> FuserRows:

@@ -1,8 +1,11 @@
-"""The fuser's input: ``<source> instruction <cand1> A <cand2> B <cand3> C`` with a budget per part.
+"""The seq2seq fuser's input: ``<source> instruction <cand1> A <cand2> B <cand3> C`` with a budget per part.
 
 Each part is tokenized on its own and truncated to its budget, so every candidate keeps its share of
 the encoder window however long the others are. The model's own special tokens frame the whole
-sequence (``[CLS] … [SEP]`` for BERT, ``… </s>`` for T5).
+sequence (``[CLS] … [SEP]`` for BERT, ``… </s>`` for T5). A causal fuser formats its prompt in
+``causal_formatting.py``; ``formatter_for`` picks the one a model needs. Both formatters offer the same
+methods: ``encode_sources``, ``encode_targets``, ``collate`` (the model's keyword inputs) and
+``generate`` (answer texts).
 """
 
 from __future__ import annotations
@@ -13,8 +16,19 @@ import torch
 
 from ..core.errors import ConfigError
 from ..core.markers import encode_user_text
+from ..training.lora import base_model
+from .causal_formatting import CausalFuserFormatter
 from .config import FuserSettings
-from .model import SOURCE_MARKER, candidate_marker
+from .model import SOURCE_MARKER, candidate_marker, is_causal
+
+
+def formatter_for(model, tokenizer, **settings) -> "FuserFormatter | CausalFuserFormatter":
+    """The formatter of ``model`` (plain or LoRA-wrapped), its position limit checked against the budgets."""
+    model = base_model(model)
+    if is_causal(model.config):
+        return CausalFuserFormatter(tokenizer, getattr(model.config, "max_position_embeddings", None), **settings)
+    positions = getattr(model.get_encoder().config, "max_position_embeddings", None)
+    return FuserFormatter(tokenizer, max_positions=positions, **settings)
 
 
 class FuserFormatter:
@@ -87,6 +101,13 @@ class FuserFormatter:
                 labels[k, :len(seq)] = torch.tensor(seq)
             batch["labels"] = labels
         return batch
+
+    def generate(self, model, sources: Sequence[list[int]], **options) -> list[str]:
+        """Answers to encoder inputs (greedy unless ``options`` say otherwise)."""
+        device = next(model.parameters()).device
+        batch = {name: tensor.to(device) for name, tensor in self.collate(sources).items()}
+        return [text.strip() for text in
+                self.tokenizer.batch_decode(model.generate(**batch, **options), skip_special_tokens=True)]
 
 
 def _framing(tokenizer) -> tuple[list[int], list[int]]:

@@ -5,8 +5,10 @@
     [FuseResult(id=None, fused='…', fused_from=[0, 1, 2])]
 
 Candidates are taken best first: give them already ranked, pass ``ranks`` (1 = best, as
-``infer.py rank`` writes them), or a ``ranker`` (a :class:`blendkit.pairranker.Ranker`) to rank them
-here. Any ``generate`` option passes through (``num_beams``, ``do_sample``, ``max_new_tokens``, ...).
+``blendkit rank`` writes them), or a ``ranker`` (a :class:`blendkit.pairranker.Ranker`) to rank them
+here. Any ``generate`` option passes through (``num_beams``, ``do_sample``, ``max_new_tokens``, ...);
+decoding is greedy unless they say otherwise. The same API serves causal and seq2seq fusers: the
+model's config decides the formatting (``formatter_for``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from tqdm.auto import tqdm
 
 from ..core.text import source_text
 from .config import SETTINGS_FILE
-from .formatting import FuserFormatter
+from .formatting import formatter_for
 from .model import load_fuser
 
 
@@ -38,16 +40,17 @@ class Fuser:
     def __init__(self, model, tokenizer, batch_size: int = 8, device: str | torch.device | None = None, **settings):
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.formatter = FuserFormatter(tokenizer, **settings)
+        self.formatter = formatter_for(model, tokenizer, **settings)
         self.batch_size = batch_size
         if device is not None:
             self.model.to(device)
 
     @classmethod
     def from_pretrained(cls, path: str, device: str | None = None, dtype: torch.dtype | None = None,
-                        batch_size: int = 8) -> "Fuser":
-        """Load a fuser folder written by training (``export_dir``) or ``infer.py export``."""
-        model, tokenizer = load_fuser(path, dtype)
+                        batch_size: int = 8, base_model: str | None = None) -> "Fuser":
+        """Load a fuser folder written by training (``export_dir``) or ``blendkit export``. A LoRA adapter
+        folder loads onto the base model it names (or ``base_model``: Hub id, packaged alias or folder)."""
+        model, tokenizer = load_fuser(path, dtype, base_model=base_model)
         settings_path = os.path.join(path, SETTINGS_FILE)
         settings = {}
         if os.path.exists(settings_path):
@@ -103,16 +106,15 @@ class Fuser:
                   for k, texts in enumerate(candidates)]
         sources = self.formatter.encode_sources([source_text(q, x) for q, x in zip(instructions, inputs)],
                                                 [[texts[i] for i in pick] for texts, pick in zip(candidates, chosen)])
-        options = {"max_new_tokens": self.formatter.target_max_length, "num_beams": 1, **generate_kwargs}
+        options = {"max_new_tokens": self.formatter.target_max_length, "num_beams": 1, "do_sample": False,
+                   **generate_kwargs}
         order = sorted(range(len(sources)), key=lambda k: len(sources[k]))  # similar lengths share a batch
         fused: list[str] = [""] * len(sources)
         with torch.inference_mode():
             for start in tqdm(range(0, len(order), self.batch_size), desc="fusing", unit="batch",
                               disable=not progress, leave=False):
                 chunk = order[start:start + self.batch_size]
-                batch = self.formatter.collate([sources[k] for k in chunk])
-                output = self.model.generate(**{n: t.to(self.device) for n, t in batch.items()}, **options)
-                for k, text in zip(chunk, self.tokenizer.batch_decode(output, skip_special_tokens=True)):
-                    fused[k] = text.strip()
+                for k, text in zip(chunk, self.formatter.generate(self.model, [sources[k] for k in chunk], **options)):
+                    fused[k] = text
         ids = list(ids) if ids is not None else [None] * len(sources)
         return [FuseResult(ids[k], fused[k], chosen[k]) for k in range(len(sources))]

@@ -14,10 +14,11 @@ from __future__ import annotations
 import os
 import tempfile
 
-from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from ..core.errors import DataError
 from ..genfuser.config import SETTINGS_FILE
+from ..genfuser.model import ADAPTER_CONFIG, adapter_base, is_causal, load_fuser
 from ..genfuser.module import GenFuserModule
 from ..pairranker import PairRankerConfig  # (importing it registers the ranker with AutoModel)
 from ..pairranker.module import PairRankerModule
@@ -57,26 +58,36 @@ def export_checkpoint(checkpoint: str, output: str, merge_lora: bool = True, car
 
 
 def folder_kind(folder: str) -> str:
-    """"genfuser" or "pairranker", for full exports and LoRA adapter folders alike."""
+    """"genfuser" or "pairranker", for full exports and LoRA adapter folders alike: a fuser is a seq2seq or
+    causal LM (a ranker is neither)."""
     if os.path.exists(os.path.join(folder, SETTINGS_FILE)):
         return "genfuser"
     config = read_json(folder, "config.json")
     if config.get("model_type") == PairRankerConfig.model_type:
         return "pairranker"
-    if config.get("is_encoder_decoder") or read_json(folder, "adapter_config.json").get("task_type") == "SEQ_2_SEQ_LM":
+    if config.get("is_encoder_decoder") or (config and is_causal(AutoConfig.from_pretrained(folder))):
+        return "genfuser"
+    if read_json(folder, ADAPTER_CONFIG).get("task_type") in ("SEQ_2_SEQ_LM", "CAUSAL_LM"):
         return "genfuser"
     return "pairranker"
 
 
 def _resave_model_folder(source: str, output: str, card: dict | None) -> str:
-    """Re-save a full model folder (ranker or fuser) through transformers into a fresh export folder."""
+    """Re-save a model folder (ranker or fuser; a fuser's LoRA adapter stays an adapter) through transformers
+    (and peft) into a fresh export folder."""
     kind = folder_kind(source)
-    config = AutoConfig.from_pretrained(source)
-    auto = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModel
-    model = auto.from_pretrained(source, use_safetensors=True)
-    tokenizer = AutoTokenizer.from_pretrained(source)
     module = MODULES[kind]
+    card = dict(card or {})
+    if kind == "genfuser":
+        adapter = os.path.exists(os.path.join(source, ADAPTER_CONFIG))
+        if adapter:   # the base it names (a Hub id or alias, never a local path: training/folder.py) stays named
+            card["base_model"] = card.get("base_model") or adapter_base(source)[0] or None
+        model, tokenizer = load_fuser(source, base_model=card.get("base_model"), merge_lora=not adapter)
+    else:
+        model = AutoModel.from_pretrained(source, use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(source)
     settings = read_json(source, module.settings_file) if module.settings_file else None
     return save_model_folder(model, tokenizer, output, kind=kind, purpose=module.card_purpose, usage=module.card_usage,
-                             settings_file=module.settings_file, settings=settings or None, card=card)
+                             merge_lora=False, settings_file=module.settings_file, settings=settings or None,
+                             card=card)
 

@@ -17,6 +17,7 @@ every member always reads the same text.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -163,6 +164,11 @@ def _drop_tokens_past(ids: list[int], kept: str, tokenizer) -> None:
         ids.pop()
 
 
+def _cache_name(model) -> str:
+    """The KV cache's argument and output name: ``cache`` in recent transformers, ``past_key_values`` before."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 class _MemberState:
     """One member's KV cache, attention mask and latest next-token log-probs for a batch of rows."""
 
@@ -181,6 +187,7 @@ class _MemberState:
             tokenizer.padding_side, tokenizer.truncation_side = side, truncation_side
         self.mask = encoding["attention_mask"].to(member.device)
         self.past = None
+        self.cache_name = _cache_name(member.model)
         self.fed = [""] * len(texts)               # generated text already given to this member
         self.anchor = member.tokenizer.encode("\n", add_special_tokens=False)
         self.logp = self._forward(encoding["input_ids"].to(member.device))
@@ -188,9 +195,9 @@ class _MemberState:
     def _forward(self, ids: torch.Tensor) -> torch.Tensor:
         # positions count real tokens only, as `generate` does with left padding
         positions = (self.mask.long().cumsum(-1) - 1).masked_fill(self.mask == 0, 1)[:, -ids.shape[1]:]
-        out = self.member.model(input_ids=ids, attention_mask=self.mask, position_ids=positions,
-                                past_key_values=self.past, use_cache=True, logits_to_keep=1)
-        self.past = out.past_key_values
+        out = self.member.model(input_ids=ids, attention_mask=self.mask, position_ids=positions, use_cache=True,
+                                logits_to_keep=1, **{self.cache_name: self.past})
+        self.past = getattr(out, self.cache_name)
         return self.member.log_probs(out.logits[:, -1])
 
     def _encode_piece(self, text: str) -> list[int]:

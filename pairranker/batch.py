@@ -1,12 +1,11 @@
 """Rank every row of a MixInstruct dataset and (when it has scores) measure the ranking.
 
-Shared by ``infer.py rank`` and ``benchmarks/ranker_quality.py``: one code path from file to
-output records and metrics.
+Shared by ``blendkit rank`` and ``benchmarks/ranker_quality.py``: one code path from file to
+output records and metrics. (The benchmark's reference selections live in ``benchmarks/baselines.py``.)
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -38,7 +37,7 @@ def rank_dataset(
     for start in range(0, len(ds), rows_per_batch):
         chunk = ds[start:start + rows_per_batch]
         rows = ranker.encode(chunk["instruction"], [[c["text"] for c in cands] for cands in chunk["candidates"]],
-                             chunk["input"])
+                             chunk["input"], models=[[c["model"] for c in cands] for cands in chunk["candidates"]])
         chunk_results = ranker.rank_encoded(rows, aggregation, ids=chunk["id"],
                                             return_matrix=return_matrix or metrics is not None)
         for k, result in enumerate(chunk_results):
@@ -50,7 +49,8 @@ def rank_dataset(
             records.append(record)
             if metrics is not None:
                 target = torch.from_numpy(score_spec.combine(candidates))
-                raw = torch.tensor([[c["scores"][key] for key in score_spec.keys] for c in candidates])
+                raw = torch.tensor([[c["scores"][key] for key in score_spec.keys] for c in candidates],
+                                   dtype=torch.float64)   # 10-decimal judge scores stay distinct
                 matrix = torch.tensor(result.matrix) if result.matrix is not None else None
                 metrics.update(torch.tensor(result.scores), target, raw, matrix)
         results.extend(chunk_results)
@@ -61,38 +61,3 @@ def rank_dataset(
         values = {name: round(float(v), 4) for name, v in metrics.compute().items()}
         values["comparisons"] = int(sum(r.comparisons for r in results))
     return records, values, results
-
-
-def baselines(data: LoadResult, score_key: str, seed: int = 0) -> dict[str, float]:
-    """Reference top-1 figures (mean raw score ×100) on the same rows: oracle, longest answer,
-    random pick (expectation), best single model (the model with the best mean score here)."""
-    ds = data.dataset
-    oracle, longest, random_pick = [], [], []
-    per_model: dict[str, list[float]] = {}
-    for cands in ds["candidates"]:
-        scores = np.array([c["scores"][score_key] for c in cands])
-        oracle.append(scores.max())
-        longest.append(scores[int(np.argmax([len(c["text"]) for c in cands]))])
-        random_pick.append(scores.mean())
-        for c in cands:
-            per_model.setdefault(c["model"], []).append(c["scores"][score_key])
-    best_model, best_scores = max(per_model.items(), key=lambda kv: np.mean(kv[1]))
-    return {"oracle": round(100 * float(np.mean(oracle)), 2), "longest": round(100 * float(np.mean(longest)), 2),
-            "random": round(100 * float(np.mean(random_pick)), 2),
-            "best_single": round(100 * float(np.mean(best_scores)), 2), "best_single_model": best_model}
-
-
-def longer_is_better_accuracy(data: LoadResult, score_key: str, tie_eps: float = 1e-6) -> float:
-    """Pairwise agreement (%) of "the longer answer is better" with the scores."""
-    correct = total = 0
-    for cands in data.dataset["candidates"]:
-        for i in range(len(cands)):
-            for j in range(i + 1, len(cands)):
-                ds = cands[i]["scores"][score_key] - cands[j]["scores"][score_key]
-                dl = len(cands[i]["text"]) - len(cands[j]["text"])
-                if abs(ds) > tie_eps and dl != 0:
-                    correct += (ds > 0) == (dl > 0)
-                    total += 1
-    return round(100 * correct / max(total, 1), 2)
-
-

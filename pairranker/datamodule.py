@@ -2,6 +2,8 @@
 
 Training pairs are re-drawn each epoch from (seed, epoch), so a resumed run draws the same pairs.
 Validation batches are whole rows: the module ranks each row's candidates as inference would.
+Rows keep each candidate's source model, and ``model_names`` lists the training data's models: a
+ranker with a model prior learns one offset for each of them.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ class _RowCollator:
 class PairRankerDataModule(MixInstructDataModule):
     """
     Args:
-        pair_strategy / pairs_per_row / ties / tie_eps: how training pairs are drawn (``build_pairs``).
+        pair_strategy / pairs_per_row / ties / tie_eps: how training pairs are drawn (``build_pairs``;
+            ``rank_distance`` favours pairs far apart in the row's order, whose label is clear).
         batch_size: training pairs per step. val_batch_size: rows per validation step (the full
             matrix costs N·(N-1) passes a row).
         Everything else: see :class:`blendkit.training.datamodule.MixInstructDataModule`.
@@ -62,10 +65,18 @@ class PairRankerDataModule(MixInstructDataModule):
         ds = result.dataset
         candidates = ds["candidates"]
         rows = self.encoder.encode_rows([source_text(q, x) for q, x in zip(ds["instruction"], ds["input"])],
-                                        [[c["text"] for c in cands] for cands in candidates])
+                                        [[c["text"] for c in cands] for cands in candidates],
+                                        [[c["model"] for c in cands] for cands in candidates])
         targets = [self.score_spec.combine(cands) for cands in candidates]
         raw = [np.array([[c["scores"][k] for k in self.score_spec.keys] for c in cands]) for cands in candidates]
         return RankedRows(list(ds["id"]), rows, targets, raw)
+
+    @property
+    def model_names(self) -> list[str]:
+        """The source models of the training candidates, sorted (empty before ``setup``)."""
+        if self.train_data is None:
+            return []
+        return sorted({name for row in self.train_data.rows for name in row.models or [] if name})
 
     def train_pairs(self, epoch: int) -> list[tuple[int, int, int, float]]:
         """The epoch's pairs (row, i, j, label), reproducible from (seed, epoch)."""

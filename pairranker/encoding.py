@@ -2,6 +2,8 @@
 
 Every text of a row is tokenized a single time (not once per pair it appears in) and truncated to
 its own budget; a pair is then just a concatenation, which keeps N·(N-1) comparisons cheap.
+Encoder tokenizers frame the parts with CLS and SEP; decoder tokenizers, which have neither, with
+BOS and EOS (a framing token the tokenizer lacks altogether is left out).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class EncodedText:
 class EncodedRow:
     source: EncodedText
     candidates: list[EncodedText]
+    models: list[str | None] | None = None   # each candidate's source model, when known
 
 
 class PairEncoder:
@@ -39,25 +42,32 @@ class PairEncoder:
             raise ValueError("the tokenizer lacks the ranker's marker tokens; load it from the ranker's directory "
                              "(or build the ranker with PairRankerModel.from_backbone).")
         self.source_marker, self.a_marker, self.b_marker = markers
-        self.cls_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
-        self.sep_id = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        if self.cls_id is None or self.sep_id is None:
-            raise ValueError("the tokenizer needs a CLS/BOS and a SEP/EOS token to build pair inputs.")
+        cls_id = _first_id(tokenizer.cls_token_id, tokenizer.bos_token_id)
+        sep_id = _first_id(tokenizer.sep_token_id, tokenizer.eos_token_id)
+        self.opening = [cls_id] if cls_id is not None else []     # starts the sequence
+        self.closing = [sep_id] if sep_id is not None else []     # ends each part
+        self.pad_id = _first_id(tokenizer.pad_token_id, tokenizer.eos_token_id, 0)
         self.use_token_types = getattr(config.encoder, "type_vocab_size", 0) >= 2
+        self.model_index = config.model_index() if config.use_model_prior else None
 
     def encode_texts(self, texts: Sequence[str], budget: int) -> list[EncodedText]:
         # An answer that contains "<candidate_b>" must not produce the marker itself.
         return [EncodedText(seq[:budget], len(seq)) for seq in encode_user_text(self.tokenizer, texts)]
 
-    def encode_rows(self, sources: Sequence[str], candidate_lists: Sequence[Sequence[str]]) -> list[EncodedRow]:
-        """Batch-tokenize many rows at once (sources and candidates in two tokenizer calls)."""
+    def encode_rows(self, sources: Sequence[str], candidate_lists: Sequence[Sequence[str]],
+                    model_lists: Sequence[Sequence[str | None] | None] | None = None) -> list[EncodedRow]:
+        """Batch-tokenize many rows at once (sources and candidates in two tokenizer calls).
+        ``model_lists``: each row's candidate source models (for a ranker with a model prior)."""
         encoded_sources = self.encode_texts(sources, self.config.source_max_length)
         flat = [text for texts in candidate_lists for text in texts]
         encoded_flat = self.encode_texts(flat, self.config.candidate_max_length)
+        model_lists = model_lists if model_lists is not None else [None] * len(candidate_lists)
         rows, start = [], 0
-        for src, texts in zip(encoded_sources, candidate_lists):
-            rows.append(EncodedRow(src, encoded_flat[start:start + len(texts)]))
+        for k, (src, texts, models) in enumerate(zip(encoded_sources, candidate_lists, model_lists, strict=True)):
+            if models is not None and len(models) != len(texts):
+                raise ValueError(f"models[{k}] names {len(models)} source models for {len(texts)} candidates.")
+            rows.append(EncodedRow(src, encoded_flat[start:start + len(texts)],
+                                   list(models) if models is not None else None))
             start += len(texts)
         return rows
 
@@ -67,14 +77,18 @@ class PairEncoder:
     def pair(self, row: EncodedRow, i: int, j: int) -> dict:
         """Inputs for "is candidate i better than candidate j?" (as lists, unpadded)."""
         a, b = row.candidates[i], row.candidates[j]
-        src_part = [self.cls_id, self.source_marker, *row.source.ids, self.sep_id]
-        a_part = [self.a_marker, *a.ids, self.sep_id]
-        b_part = [self.b_marker, *b.ids, self.sep_id]
-        return {
+        src_part = [*self.opening, self.source_marker, *row.source.ids, *self.closing]
+        a_part = [self.a_marker, *a.ids, *self.closing]
+        b_part = [self.b_marker, *b.ids, *self.closing]
+        pair = {
             "input_ids": src_part + a_part + b_part,
             "segment_ids": [0] * len(src_part) + [1] * len(a_part) + [2] * len(b_part),
             "length_features": [self.length_features(a), self.length_features(b)],
         }
+        if self.model_index is not None:
+            models = row.models or [None] * len(row.candidates)
+            pair["model_ids"] = [self.model_index.get(models[i], 0), self.model_index.get(models[j], 0)]
+        return pair
 
     def collate(self, pairs: Sequence[dict], labels: Sequence[float] | None = None) -> dict[str, torch.Tensor]:
         width = max(len(p["input_ids"]) for p in pairs)
@@ -93,6 +107,12 @@ class PairEncoder:
             batch["token_type_ids"] = (segment_ids > 0).long()
         if self.config.use_length_features:
             batch["length_features"] = torch.tensor([p["length_features"] for p in pairs], dtype=torch.float32)
+        if self.model_index is not None:
+            batch["model_ids"] = torch.tensor([p["model_ids"] for p in pairs], dtype=torch.long)
         if labels is not None:
             batch["labels"] = torch.tensor(list(labels), dtype=torch.float32)
         return batch
+
+
+def _first_id(*ids: int | None) -> int | None:
+    return next((i for i in ids if i is not None), None)

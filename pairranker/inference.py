@@ -4,6 +4,11 @@
     >>> ranker.compare("Name a prime.", "7", "8")                               # P("7" is better)
     >>> [r.ranks for r in ranker.rank(["Name a prime."], [["7", "8", "9"]])]    # 1 = best
     >>> ranker.best_of_n(["Name a prime."], [["7", "8", "9"]])                  # ["7"]
+    >>> ranker.rank("Name a prime.", ["7", "8"], models=["vicuna-13b", "alpaca-7b"])  # doctest: +SKIP
+
+A ranker trained with a model prior (``use_model_prior``) adds each source model's learned offset
+when ``models`` (``model_a``/``model_b``) are given; unknown models, or none given, add 0. A
+text-only ranker ignores them.
 
 Every comparison is run in both orders and the two logits averaged, cancelling the encoder's
 position bias. Pairs from all rows are sorted by length before batching, so a batch holds
@@ -73,6 +78,11 @@ class Ranker:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def uses_model_prior(self) -> bool:
+        """Whether source-model names change this ranker's scores."""
+        return bool(self.model.config.use_model_prior)
+
     # ----------------------------------------------------------------------------------------- #
     def pair_logits(self, rows: Sequence[EncodedRow], pairs: Sequence[tuple[int, int, int]],
                     progress: bool = False) -> torch.Tensor:
@@ -112,14 +122,21 @@ class Ranker:
         return (logits[0::2] - logits[1::2]) / 2
 
     def encode(self, instructions: Sequence[str], candidates: Sequence[Sequence[str]],
-               inputs: Sequence[str] | None = None) -> list[EncodedRow]:
+               inputs: Sequence[str] | None = None,
+               models: Sequence[Sequence[str | None] | None] | None = None) -> list[EncodedRow]:
+        """Tokenize rows; ``models`` (each row's candidate source models) reach a ranker's model prior."""
         inputs = inputs or [""] * len(instructions)
-        return self.encoder.encode_rows([source_text(q, x) for q, x in zip(instructions, inputs)], candidates)
+        if models is not None and len(models) != len(candidates):
+            raise ValueError(f"got {len(models)} model lists for {len(candidates)} candidate lists")
+        return self.encoder.encode_rows([source_text(q, x) for q, x in zip(instructions, inputs)], candidates,
+                                        models)
 
     # ----------------------------------------------------------------------------------------- #
-    def compare(self, instruction: str, a: str, b: str, input: str = "") -> float:
-        """P(answer ``a`` is better than ``b``) for one instruction, averaged over both orders."""
-        rows = self.encode([instruction], [[a, b]], [input])
+    def compare(self, instruction: str, a: str, b: str, input: str = "", model_a: str | None = None,
+                model_b: str | None = None) -> float:
+        """P(answer ``a`` is better than ``b``) for one instruction, averaged over both orders.
+        ``model_a``/``model_b``: the answers' source models (used by a ranker with a model prior)."""
+        rows = self.encode([instruction], [[a, b]], [input], [[model_a, model_b]])
         return torch.sigmoid(self.symmetric_logits(rows, [(0, 0, 1)])).item()
 
     def rank(
@@ -131,21 +148,25 @@ class Ranker:
         ids: Sequence[str] | None = None,
         progress: bool = False,
         return_matrix: bool = False,
+        models: Sequence[Sequence[str | None]] | Sequence[str | None] | None = None,
     ) -> list[RankResult]:
         """Rank each row's candidates. A single instruction with a flat list of candidates is accepted too.
 
         ``aggregation``: ``max_logits`` or ``max_wins`` (full matrix, N·(N-1) forward passes per row),
         or ``knockout`` (2·(N-1) forward passes; reliable top-1 only).
+        ``models``: each candidate's source model, shaped like ``candidates`` (a ranker with a model
+        prior adds their offsets; unknown names add 0).
         """
         if isinstance(instructions, str):
             instructions, candidates = [instructions], [candidates]  # type: ignore[list-item]
             inputs = [inputs] if isinstance(inputs, str) else inputs
+            models = [models] if models is not None else None  # type: ignore[list-item]
         if len(instructions) != len(candidates):
             raise ValueError(f"got {len(instructions)} instructions but {len(candidates)} candidate lists")
         for k, texts in enumerate(candidates):
             if len(texts) < 1:
                 raise ValueError(f"row {k} ({ids[k] if ids else 'no id'}) has no candidates to rank")
-        rows = self.encode(instructions, candidates, inputs)
+        rows = self.encode(instructions, candidates, inputs, models)
         return self.rank_encoded(rows, aggregation, ids, progress, return_matrix)
 
     def rank_encoded(self, rows: Sequence[EncodedRow], aggregation: str = "max_logits",
@@ -176,10 +197,11 @@ class Ranker:
         return results
 
     def best_of_n(self, instructions: Sequence[str] | str, candidates: Sequence[Sequence[str]] | Sequence[str],
-                  aggregation: str = "knockout", inputs: Sequence[str] | None = None) -> list[str] | str:
+                  aggregation: str = "knockout", inputs: Sequence[str] | None = None,
+                  models: Sequence[Sequence[str | None]] | Sequence[str | None] | None = None) -> list[str] | str:
         """The best candidate text per row (knockout by default: 2·(N-1) passes per row)."""
         single = isinstance(instructions, str)
-        results = self.rank(instructions, candidates, aggregation=aggregation, inputs=inputs)
+        results = self.rank(instructions, candidates, aggregation=aggregation, inputs=inputs, models=models)
         lists = [candidates] if single else candidates
         best = [texts[result.best] for texts, result in zip(lists, results)]
         return best[0] if single else best

@@ -2,10 +2,18 @@
 
 One encoder pass over ``[CLS] <source> S [SEP] <candidate_a> A [SEP] <candidate_b> B [SEP]`` lets
 every token of A attend to every token of B and of the instruction. The hidden states of each part
-are mean-pooled (S, A, B); a shared scoring MLP reads (S, X, S*X [, length of X]) and gives each
+are pooled (S, A, B); a shared scoring MLP reads (S, X, S*X [, length of X]) and gives each
 candidate a score *in the context of the other*. The comparison logit is score(A) - score(B), so
 the head itself is antisymmetric; position bias can only come from the encoder, and inference
 cancels it by averaging both orders.
+
+A decoder-only backbone (SmolLM2, Gemma 3, any causal LM) reads the same sequence causally: A never
+sees B, and only a part's last token has read all of it, so its parts are pooled at their last
+token (``pooling="last"``); averaging both orders then lets each answer be read after the other.
+
+With ``use_model_prior`` each candidate's score also gets a learned offset for its source model
+(``ModelPrior``): in offline blending the model behind each answer is known, and some models are
+simply better. A model the prior has not seen gets offset 0.
 
 It is a plain `transformers` model: ``save_pretrained`` / ``from_pretrained`` in safetensors, no
 blendkit training code needed to use it.
@@ -18,11 +26,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
+from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from ..core.markers import add_marker_tokens, init_marker_embeddings
 from ..core.offline import resolve_model
-from .config import MARKER_WORDS, PairRankerConfig
+from .config import MARKER_WORDS, PairRankerConfig, checked_model_names
 
 NUM_LENGTH_FEATURES = 2  # log1p(full length in tokens) / 8, truncated flag
 DROPOUT_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout")
@@ -36,6 +45,24 @@ class PairRankerOutput(ModelOutput):
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     scores: torch.Tensor | None = None
+
+
+class ModelPrior(nn.Module):
+    """A learned score offset per known source model. Index 0 is the unknown model: its offset is a
+    constant 0, not a parameter, so neither training nor weight decay can move it."""
+
+    def __init__(self, num_models: int):
+        super().__init__()
+        self.offsets = nn.Parameter(torch.zeros(num_models))
+
+    def forward(self, model_ids: torch.Tensor) -> torch.Tensor:
+        return nn.functional.pad(self.offsets, (1, 0))[model_ids]
+
+    def resize(self, num_models: int) -> None:
+        """Start over with ``num_models`` zero offsets (before training: the names became known)."""
+        old = self.offsets
+        self.offsets = nn.Parameter(torch.zeros(num_models, dtype=old.dtype, device=old.device),
+                                    requires_grad=old.requires_grad)
 
 
 class PairRankerModel(PreTrainedModel):
@@ -60,7 +87,23 @@ class PairRankerModel(PreTrainedModel):
             nn.Dropout(config.head_dropout),
             nn.Linear(config.head_hidden_size, 1),
         )
+        self.model_prior = ModelPrior(len(config.model_names)) if config.use_model_prior else None
         self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, ModelPrior):
+            init.zeros_(module.offsets)     # an untrained prior prefers no model
+
+    def set_model_names(self, names: list[str]) -> None:
+        """Give the model prior its list of known models; every offset restarts at 0. The peft copy of the
+        prior (LoRA's ``modules_to_save``) is resized too."""
+        if not self.config.use_model_prior:
+            raise ValueError("set_model_names: this ranker was built with use_model_prior=False.")
+        self.config.model_names = checked_model_names(names)
+        for module in self.modules():
+            if isinstance(module, ModelPrior):
+                module.resize(len(self.config.model_names))
 
     @classmethod
     def from_backbone(cls, backbone: str, encoder_dropout: float | None = None,
@@ -70,7 +113,9 @@ class PairRankerModel(PreTrainedModel):
         The marker tokens are added to the tokenizer and the embedding matrix is grown to match
         (each marker starts from the embedding of a describing word). Only the scoring head is random.
         ``encoder_dropout`` overrides the backbone's dropout rates (0 makes CPU training ~3x faster:
-        drawing dropout masks dominates a CPU forward pass).
+        drawing dropout masks dominates a CPU forward pass). A decoder-only LM (``smollm2``,
+        ``gemma3-270m``, any causal LM) becomes the encoder without its LM head, pooled at each part's
+        last token; a tokenizer without a pad token pads with EOS.
 
         Example:
             >>> model, tokenizer = PairRankerModel.from_backbone("minilm", candidate_max_length=128)  # doctest: +SKIP
@@ -78,6 +123,8 @@ class PairRankerModel(PreTrainedModel):
         backbone = resolve_model(backbone)  # packaged aliases (minilm) work offline
         tokenizer = AutoTokenizer.from_pretrained(backbone)
         add_marker_tokens(tokenizer, MARKER_WORDS)
+        if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token    # padding is masked out; any real token will do
         encoder_config = AutoConfig.from_pretrained(backbone)
         if encoder_dropout is not None:
             for name in DROPOUT_FIELDS:
@@ -109,6 +156,7 @@ class PairRankerModel(PreTrainedModel):
         segment_ids: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
         length_features: torch.Tensor | None = None,
+        model_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         **kwargs,
     ) -> PairRankerOutput:
@@ -118,6 +166,8 @@ class PairRankerModel(PreTrainedModel):
             segment_ids: (batch, seq) 0 = source, 1 = candidate A, 2 = candidate B, -1 = padding.
             token_type_ids: (batch, seq) optional, for encoders with two token types.
             length_features: (batch, 2, NUM_LENGTH_FEATURES), required if ``use_length_features``.
+            model_ids: (batch, 2) prior indices of A's and B's source models (``config.model_index()``,
+                0 = unknown), read if ``use_model_prior``; None means both unknown.
             labels: (batch,) P(A better) targets in [0, 1].
         """
         encoder_inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
@@ -125,10 +175,7 @@ class PairRankerModel(PreTrainedModel):
             encoder_inputs["token_type_ids"] = token_type_ids
         hidden = self.encoder(**encoder_inputs).last_hidden_state  # (B, T, H)
 
-        # Mean-pool each part: (B, 3, T) masks @ (B, T, H) -> (B, 3, H).
-        parts = torch.stack([segment_ids == s for s in range(3)], dim=1).to(hidden.dtype)
-        pooled = parts @ hidden / parts.sum(-1, keepdim=True).clamp(min=1.0)
-        source, cand_a, cand_b = pooled.unbind(1)
+        source, cand_a, cand_b = self.pool(hidden, segment_ids).unbind(1)
 
         def score(candidate: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
             features = [source, candidate, source * candidate]
@@ -143,9 +190,23 @@ class PairRankerModel(PreTrainedModel):
             scores = torch.stack([score(cand_a, length_features[:, 0]), score(cand_b, length_features[:, 1])], dim=1)
         else:
             scores = torch.stack([score(cand_a, None), score(cand_b, None)], dim=1)
+        if self.model_prior is not None:
+            if model_ids is None:
+                model_ids = torch.zeros_like(scores, dtype=torch.long)
+            scores = scores + self.model_prior(model_ids).to(scores.dtype)
         logits = scores[:, 0] - scores[:, 1]
 
         loss = None
         if labels is not None:
             loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
         return PairRankerOutput(loss=loss, logits=logits, scores=scores)
+
+    def pool(self, hidden: torch.Tensor, segment_ids: torch.Tensor) -> torch.Tensor:
+        """(B, T, H) hidden states -> (B, 3, H): one vector each for source, A and B."""
+        parts = torch.stack([segment_ids == s for s in range(3)], dim=1)           # (B, 3, T)
+        if self.config.pooling == "last":
+            positions = torch.arange(hidden.shape[1], device=hidden.device)
+            last = torch.where(parts, positions, -1).amax(-1).clamp(min=0)          # (B, 3)
+            return hidden.gather(1, last.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+        parts = parts.to(hidden.dtype)
+        return parts @ hidden / parts.sum(-1, keepdim=True).clamp(min=1.0)

@@ -2,43 +2,55 @@
 
 What every component shares (checkpoints, LoRA, export, the optimizer) lives in
 :class:`blendkit.training.module.BlendkitModule`; this file holds what is particular to ranking:
-the model builders, the frozen bottom layers, the separate head learning rate, pairwise training
-and row-wise validation. ``export()`` writes a folder that ``Ranker.from_pretrained`` or
+the model builders, the frozen bottom layers, the separate head learning rate, LoRA by default on
+decoder-only backbones, the model prior's list of source models (read from the training data),
+pairwise training and row-wise validation. ``export()`` writes a folder that ``Ranker.from_pretrained`` or
 ``PairRankerModel.from_pretrained`` loads without any Lightning code.
 """
 
 from __future__ import annotations
 
 import torch
+from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 from torchmetrics.classification import BinaryAccuracy
 from transformers import AutoTokenizer
 
+from ..core.errors import ConfigError
 from ..core.offline import resolve_model
 from ..training.lora import base_model
 from ..training.module import BlendkitModule
 from .aggregation import AGGREGATIONS
-from .config import PairRankerConfig
+from .config import PairRankerConfig, is_decoder_only
 from .datamodule import RankedRows
 from .encoding import PairEncoder
 from .inference import Ranker
 from .metrics import RankingMetrics
 from .model import PairRankerModel
 
+# LoRA rank used when ``lora_r`` is left unset and the backbone is a decoder-only LM.
+DECODER_LORA_R = 16
+
 
 class PairRankerModule(BlendkitModule):
     """
     Args:
-        source_max_length, candidate_max_length, head_hidden_size, head_dropout, use_length_features:
-            see :class:`PairRankerConfig` (the defaults are its defaults).
+        source_max_length, candidate_max_length, head_hidden_size, head_dropout, use_length_features,
+        pooling: see :class:`PairRankerConfig` (the defaults are its defaults).
+        use_model_prior: learn a score offset per source model (off: the ranker reads text only).
+        model_names: the models the prior knows; None (the default) takes the training data's models
+            when fit starts. Models not listed get offset 0.
+        lora_r: LoRA rank (see below); None (the default) means LoRA r=16 on a decoder-only backbone
+            (SmolLM2, Gemma 3, any causal LM) and full fine-tuning of an encoder. 0 turns LoRA off.
         encoder_dropout: override the backbone's dropout (None keeps it; 0 is ~3x faster on CPU).
         head_learning_rate: AdamW learning rate of the new scoring head (``learning_rate``: the encoder's).
         freeze_layers: keep the embeddings and the lowest N encoder layers fixed (faster on CPU).
         val_aggregation: how validation rows are ranked (``max_logits``, ``max_wins``, ``knockout``).
         eval_batch_size: pair sequences per forward pass during validation.
         Everything else (backbone, init_from, LoRA, export_dir, ...): see
-        :class:`blendkit.training.module.BlendkitModule`. With LoRA the scoring head is always fully
-        trained and saved (``modules_to_save``).
+        :class:`blendkit.training.module.BlendkitModule`. With LoRA the scoring head and the model
+        prior are always fully trained and saved (``modules_to_save``). ``init_from`` keeps the saved
+        ranker's architecture (pooling, prior and its model names).
     """
 
     kind = "pairranker"
@@ -48,8 +60,7 @@ class PairRankerModule(BlendkitModule):
                   "result = ranker.rank(\"Name a prime.\", [\"7\", \"9\", \"2 is the only even prime.\"])[0]\n"
                   "print(result.ranks, result.scores)          # 1 = best\n"
                   "ranker.compare(\"Name a prime.\", \"7\", \"9\")   # P(first answer is better)")
-    lora_modules_to_save = ["head"]
-    progress_metrics = ("top1", "pair_acc")
+    progress_metrics = ("judge_rank", "pair_acc")
 
     def __init__(
         self,
@@ -58,15 +69,19 @@ class PairRankerModule(BlendkitModule):
         head_hidden_size: int = PairRankerConfig.head_hidden_size,
         head_dropout: float = PairRankerConfig.head_dropout,
         use_length_features: bool = PairRankerConfig.use_length_features,
+        pooling: str | None = PairRankerConfig.pooling,
+        use_model_prior: bool = PairRankerConfig.use_model_prior,
+        model_names: list[str] | None = None,
         encoder_dropout: float | None = None,
         learning_rate: float = 3e-5,
         head_learning_rate: float = 1e-3,
         freeze_layers: int = 0,
         val_aggregation: str = "max_logits",
         eval_batch_size: int = 64,
+        lora_r: int | None = None,
         **kwargs,
     ):
-        super().__init__(learning_rate=learning_rate, **kwargs)
+        super().__init__(learning_rate=learning_rate, lora_r=lora_r, **kwargs)
         if val_aggregation not in AGGREGATIONS:
             raise ValueError(f"model.val_aggregation must be one of {AGGREGATIONS}, got {val_aggregation!r}")
         self.pair_encoder: PairEncoder | None = None
@@ -78,7 +93,8 @@ class PairRankerModule(BlendkitModule):
         return PairRankerModel.from_backbone(
             resolve_model(h.backbone), source_max_length=h.source_max_length,
             candidate_max_length=h.candidate_max_length, head_hidden_size=h.head_hidden_size,
-            head_dropout=h.head_dropout, use_length_features=h.use_length_features, encoder_dropout=h.encoder_dropout)
+            head_dropout=h.head_dropout, use_length_features=h.use_length_features, pooling=h.pooling,
+            use_model_prior=h.use_model_prior, model_names=h.model_names, encoder_dropout=h.encoder_dropout)
 
     def load_model(self, path: str):
         return PairRankerModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
@@ -87,8 +103,15 @@ class PairRankerModule(BlendkitModule):
         return PairRankerModel(PairRankerConfig.from_dict(config))
 
     def prepare_model(self, model: PairRankerModel) -> None:
+        if self.hparams.lora_r is None:   # decided here, once the backbone is known; checkpoints record it
+            self.hparams.lora_r = DECODER_LORA_R if is_decoder_only(model.config.encoder) else 0
         if self.hparams.freeze_layers:
             _freeze_bottom(model.encoder, self.hparams.freeze_layers)
+
+    @property
+    def lora_modules_to_save(self) -> list[str]:
+        # New modules train in full under LoRA, and an adapter-only export carries them.
+        return ["head", "model_prior"] if base_model(self.model).config.use_model_prior else ["head"]
 
     def on_tokenizer(self) -> None:
         self.pair_encoder = PairEncoder(self.tokenizer, base_model(self.model).config)
@@ -97,15 +120,42 @@ class PairRankerModule(BlendkitModule):
         head_params, encoder_params = [], []
         for name, param in self.model.named_parameters():
             if param.requires_grad:
-                (head_params if ".head." in f".{name}" else encoder_params).append((name, param))
+                new = ".head." in f".{name}" or ".model_prior." in f".{name}"
+                (head_params if new else encoder_params).append((name, param))
         return [{"params": encoder_params, "lr": self.hparams.learning_rate},
                 {"params": head_params, "lr": self.hparams.head_learning_rate}]
 
     # ------------------------------------------------------------------------------------------ #
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
+        if stage == "fit":
+            self._name_prior_models(datamodule)
         keys = getattr(datamodule, "score_keys", ("judge",))
         self.val_metrics = RankingMetrics(keys, full_order=self.hparams.val_aggregation != "knockout")
+
+    def _name_prior_models(self, datamodule) -> None:
+        """A new model prior learns the training data's source models, known only once the data is loaded
+        (``setup`` runs before the optimizer is built and before a checkpoint's weights are restored)."""
+        model = base_model(self.model)
+        if not model.config.use_model_prior or model.config.model_names:
+            return
+        names = list(getattr(datamodule, "model_names", None) or [])
+        if not names:
+            raise ConfigError("model.use_model_prior is true, but the training data names no source models to "
+                              "learn offsets for; set model.model_names, or model.use_model_prior: false.")
+        model.set_model_names(names)
+        rank_zero_info(f"[blendkit] model prior over {len(names)} source models of the training data")
+        if self.tokenizer is not None:
+            self.on_tokenizer()   # the pair encoder maps names to the new offsets
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        saved = ((checkpoint.get("hyper_parameters") or {}).get("model_config") or {}).get("model_names") or []
+        current = base_model(self.model).config.model_names
+        if base_model(self.model).config.use_model_prior and saved != current:
+            raise ConfigError(f"model.model_names: the checkpoint's model prior knows {saved}, but this run's "
+                              f"prior was given {current} (from the training data); resume on the same data, or "
+                              f"set model.model_names to the checkpoint's list.")
 
     def forward(self, **batch) -> torch.Tensor:
         return self.model(**batch).logits

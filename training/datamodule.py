@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
+from ..core.errors import PoolError
 from ..data import LoadResult, ScoreSpec, load_mixinstruct
 
 
@@ -79,8 +80,14 @@ class MixInstructDataModule(pl.LightningDataModule):
         raise NotImplementedError
 
     def load(self, path: str, pool, what: str) -> Rows:
-        result = load_mixinstruct(path, pool=pool, required_scores=self.score_spec.keys,
-                                  on_error=self.hparams.on_error, **self.load_options)
+        try:
+            result = load_mixinstruct(path, pool=pool, required_scores=self.score_spec.keys,
+                                      on_error=self.hparams.on_error, **self.load_options)
+        except PoolError as err:   # say where the pool came from: often a recipe setting made for the sample
+            raise PoolError(err.pool, err.source, err.location, err.field, err.problem,
+                            f"{err.hint} This pool is the setting data.{what}_pool = {pool!r} (the packaged recipes "
+                            f"set it to the sample's twelve models): pass --data.{what}_pool null to keep every "
+                            f"candidate, or --data.{what}_pool FILE naming your models, one a line.".strip()) from None
         rank_zero_info(f"[blendkit] {what}: {result.summary()}")
         for message in result.skip_messages()[:5]:
             rank_zero_warn(f"[blendkit] {message}")

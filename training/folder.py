@@ -3,7 +3,8 @@
 Training's ``export_dir``, ``infer.py export`` / ``blendkit export`` and re-saving a model folder
 all end here, so the three can never drift apart. The folder appears atomically, its files have
 ordinary permissions, and it holds no absolute path of the machine it was written on (the config's
-``_name_or_path`` fields are replaced by the backbone's Hub id, or cleared).
+``_name_or_path`` fields, and a LoRA adapter's ``base_model_name_or_path``, are replaced by the
+backbone's Hub id, or cleared).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 
 from ..core.atomic import save_dir_atomically, umask
+from ..core.quiet import deepspeed_not_probed
 from .card import guess_base_model, model_card, read_json
 from .lora import plain_model
 
@@ -29,7 +31,8 @@ def save_model_folder(model: nn.Module, tokenizer, directory: str, *, kind: str,
     card = dict(card or {})
 
     def write(tmp: str) -> None:
-        model.save_pretrained(tmp)
+        with deepspeed_not_probed():
+            model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         if settings_file and settings is not None:
             with open(os.path.join(tmp, settings_file), "w", encoding="utf-8") as f:
@@ -47,22 +50,27 @@ def save_model_folder(model: nn.Module, tokenizer, directory: str, *, kind: str,
     return directory
 
 
+# file -> the field where transformers (config.json) or peft (adapter_config.json) records where it loaded from
+_PATH_FIELDS = {"config.json": "_name_or_path", "adapter_config.json": "base_model_name_or_path"}
+
+
 def _drop_local_paths(folder: str, base: str | None) -> None:
-    """Replace the local paths transformers records in ``config.json`` by the Hub id (or nothing)."""
-    path = os.path.join(folder, "config.json")
-    config = read_json(folder, "config.json")
-    if not config:
-        return
+    """Replace the local paths recorded in ``config.json`` / ``adapter_config.json`` by the Hub id (or nothing)."""
+    for filename, field in _PATH_FIELDS.items():
+        config = read_json(folder, filename)
+        if not config:
+            continue
+        _replace_paths(config, field, base or "")
+        with open(os.path.join(folder, filename), "w", encoding="utf-8") as f:
+            json.dump(config, f, indent=2, sort_keys=True)
+            f.write("\n")
 
-    def clean(cfg: dict) -> None:
-        name = cfg.get("_name_or_path")
-        if isinstance(name, str) and (os.path.isabs(name) or os.path.exists(name)):
-            cfg["_name_or_path"] = base or ""
-        for value in cfg.values():
-            if isinstance(value, dict):
-                clean(value)
 
-    clean(config)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(config, f, indent=2, sort_keys=True)
-        f.write("\n")
+def _replace_paths(config: dict, field: str, replacement: str) -> None:
+    """Set ``field`` to ``replacement`` wherever it holds a local path, in nested configs too (bert2bert)."""
+    name = config.get(field)
+    if isinstance(name, str) and (os.path.isabs(name) or os.path.exists(name)):
+        config[field] = replacement
+    for value in config.values():
+        if isinstance(value, dict):
+            _replace_paths(value, field, replacement)

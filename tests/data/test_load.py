@@ -4,7 +4,7 @@ import datasets
 import pytest
 from helpers import make_row, write_jsonl
 
-from blendkit.data import DataError, load_mixinstruct
+from blendkit.data import DataError, PoolError, load_mixinstruct
 
 
 def _rows(n=3):
@@ -115,6 +115,20 @@ def test_pool_filters_candidates_and_rejects_unknown_names(tmp_path):
     with pytest.raises(DataError, match=r"pool models never seen in this data: \['vicuna'\]"):
         load_mixinstruct(path, pool=["m0", "m1", "vicuna"])
     with pytest.raises(DataError, match="1 candidate\\(s\\) in the pool"):
+        load_mixinstruct(path, pool=["m0"])
+
+
+def test_a_pool_that_misses_the_data_names_the_pool_and_both_model_lists(tmp_path):
+    path = write_jsonl(tmp_path / "rows.jsonl", _rows())
+    pool_file = tmp_path / "pool.txt"
+    pool_file.write_text("vicuna\nalpaca\n")
+    with pytest.raises(PoolError) as error:
+        load_mixinstruct(path, pool=str(pool_file))
+    message = str(error.value)
+    assert f"has 0 candidate(s) in the pool {pool_file};" in message
+    assert "The row's models: m0, m1, m2" in message and "the pool's: alpaca, vicuna" in message
+    assert error.value.pool == str(pool_file)
+    with pytest.raises(PoolError, match=r"in the pool \[m0\]; at least 2"):
         load_mixinstruct(path, pool=["m0"])
 
 

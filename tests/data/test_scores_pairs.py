@@ -96,3 +96,27 @@ def test_top_bottom_with_ties_and_random_reaching_k_despite_ties():
     pairs = build_pairs(many_ties, "random", k=10, ties="skip", rng=np.random.default_rng(0))
     assert len(pairs) == 10 and all(label in (0.0, 1.0) for *_, label in pairs)
     _check_labels(many_ties, pairs)
+
+
+def test_rank_distance_draws_k_distinct_pairs_favouring_far_apart_ones():
+    scores = np.random.default_rng(5).random(20)
+    ranks = np.argsort(np.argsort(-scores))
+    drawn = []
+    for seed in range(200):
+        pairs = build_pairs(scores, "rank_distance", k=8, rng=np.random.default_rng(seed))
+        assert len(pairs) == 8 and len({frozenset((i, j)) for i, j, _ in pairs}) == 8
+        _check_labels(scores, pairs)
+        drawn += [abs(ranks[i] - ranks[j]) for i, j, _ in pairs]
+    # Uniform pairs of 20 are on average 7 ranks apart; weighted by distance, sum(d²) / sum(d) = 10.
+    assert np.mean(drawn) > 9.0
+    assert min(drawn) == 1                                                  # neighbours still get drawn
+    again = build_pairs(scores, "rank_distance", k=8, rng=np.random.default_rng(3))
+    assert again == build_pairs(scores, "rank_distance", k=8, rng=np.random.default_rng(3))
+
+
+def test_rank_distance_never_draws_tied_pairs():
+    scores = np.array([0.5] * 6 + [0.1, 0.9])
+    for ties in ("skip", "half"):
+        pairs = build_pairs(scores, "rank_distance", k=6, ties=ties, rng=np.random.default_rng(0))
+        assert len(pairs) == 6 and all(label in (0.0, 1.0) for *_, label in pairs)
+        _check_labels(scores, pairs)

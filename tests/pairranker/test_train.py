@@ -34,9 +34,11 @@ def _args(tiny_backbone, data_files, root, *extra):
 def test_fit_validates_checkpoints_resumes_and_exports(tiny_backbone, data_files, tmp_path):
     run = cli(_args(tiny_backbone, data_files, tmp_path, "--trainer.max_epochs", "2"))
     metrics = run.trainer.callback_metrics
-    for name in ("val_top1", "val_pair_acc", "val_spearman", "val_kendall", "val_oracle", "train_loss"):
+    for name in ("val_top1", "val_judge_rank", "val_pair_acc", "val_spearman", "val_kendall", "val_oracle",
+                 "train_loss"):
         assert name in metrics, name
     assert 0 <= metrics["val_pair_acc"] <= 100 and -1 <= metrics["val_spearman"] <= 1
+    assert 1 <= metrics["val_judge_rank"] <= 5   # val rows have 5 candidates
     assert metrics["val_top1"] <= metrics["val_oracle"] + 1e-4
     steps_per_epoch = -(-24 * 6 // 8)
     assert run.trainer.global_step == 2 * steps_per_epoch
