@@ -47,6 +47,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from ..core.errors import ConfigError
 from ..core.markers import encode_user_text
 from .config import FuserSettings
+from .layout import lay_out_sources
 
 TASK = ("Combine the candidate answers below into one answer to the instruction: keep what is correct and useful "
         "in them, leave out their mistakes and repetitions.")
@@ -95,24 +96,12 @@ class CausalFuserFormatter:
         return (len(self.opening) + len(self.task) + self.source_max_length + sum(map(len, self.headers))
                 + self.top_k * self.candidate_max_length + len(self.closing))
 
-    def _ids(self, texts: Sequence[str], budget: int) -> list[list[int]]:
-        return [ids[:budget] for ids in encode_user_text(self.tokenizer, texts)]
-
     def encode_sources(self, prompts: Sequence[str], candidate_lists: Sequence[Sequence[str]]) -> list[list[int]]:
         """Prompt ids; ``candidate_lists[i]`` holds at most ``top_k`` texts, best first."""
-        for k, texts in enumerate(candidate_lists):
-            if len(texts) > self.top_k:
-                raise ValueError(f"row {k}: {len(texts)} candidates given but top_k={self.top_k}; select first.")
-        prompt_ids = self._ids(prompts, self.source_max_length)
-        flat = self._ids([t for texts in candidate_lists for t in texts], self.candidate_max_length)
-        sources, start = [], 0
-        for ids, texts in zip(prompt_ids, candidate_lists):
-            seq = [*self.opening, *self.task, *ids]
-            for k in range(len(texts)):
-                seq += [*self.headers[k], *flat[start + k]]
-            sources.append(seq + self.closing)
-            start += len(texts)
-        return sources
+        return lay_out_sources(self.tokenizer, prompts, candidate_lists, top_k=self.top_k,
+                               source_max_length=self.source_max_length,
+                               candidate_max_length=self.candidate_max_length,
+                               opening=[*self.opening, *self.task], headers=self.headers, closing=self.closing)
 
     def encode_targets(self, texts: Sequence[str]) -> list[list[int]]:
         """Answer ids, ending with the end-of-turn token when the whole text fits ``target_max_length``."""

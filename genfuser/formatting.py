@@ -15,10 +15,10 @@ from typing import Sequence
 import torch
 
 from ..core.errors import ConfigError
-from ..core.markers import encode_user_text
 from ..training.lora import base_model
 from .causal_formatting import CausalFuserFormatter
 from .config import FuserSettings
+from .layout import lay_out_sources, truncated_ids
 from .model import SOURCE_MARKER, candidate_marker, is_causal
 
 
@@ -61,29 +61,17 @@ class FuserFormatter:
         return (len(self.prefix) + 1 + self.source_max_length + self.top_k * (1 + self.candidate_max_length)
                 + len(self.suffix))
 
-    def _ids(self, texts: Sequence[str], budget: int) -> list[list[int]]:
-        # An answer that contains "<cand2>" must not produce the marker itself.
-        return [ids[:budget] for ids in encode_user_text(self.tokenizer, texts)]
-
     def encode_sources(self, prompts: Sequence[str], candidate_lists: Sequence[Sequence[str]]) -> list[list[int]]:
         """Encoder inputs; ``candidate_lists[i]`` holds at most ``top_k`` texts, best first."""
-        for k, texts in enumerate(candidate_lists):
-            if len(texts) > self.top_k:
-                raise ValueError(f"row {k}: {len(texts)} candidates given but top_k={self.top_k}; select first.")
-        prompt_ids = self._ids(prompts, self.source_max_length)
-        flat = self._ids([t for texts in candidate_lists for t in texts], self.candidate_max_length)
-        sources, start = [], 0
-        for ids, texts in zip(prompt_ids, candidate_lists):
-            seq = [*self.prefix, self.source_marker, *ids]
-            for k in range(len(texts)):
-                seq += [self.candidate_markers[k], *flat[start + k]]
-            sources.append(seq + self.suffix)
-            start += len(texts)
-        return sources
+        return lay_out_sources(self.tokenizer, prompts, candidate_lists, top_k=self.top_k,
+                               source_max_length=self.source_max_length,
+                               candidate_max_length=self.candidate_max_length,
+                               opening=[*self.prefix, self.source_marker],
+                               headers=[[m] for m in self.candidate_markers], closing=self.suffix)
 
     def encode_targets(self, texts: Sequence[str]) -> list[list[int]]:
         """Decoder labels: the text's tokens, then end-of-sequence (the model prepends its start token)."""
-        return [ids + [self.eos_id] for ids in self._ids(texts, self.target_max_length - 1)]
+        return [ids + [self.eos_id] for ids in truncated_ids(self.tokenizer, texts, self.target_max_length - 1)]
 
     def collate(self, sources: Sequence[list[int]], targets: Sequence[list[int]] | None = None,
                 ) -> dict[str, torch.Tensor]:
