@@ -8,8 +8,14 @@
    token) / (N − 1), so the prompt's prefill cancels out. Goal: ratio ≤ 1.10. `smollm2-27l` is SmolLM2
    cut to its first 27 layers (a second member with the same tokenizer: the fast path); give
    `--models smollm2 gemma3-270m` for the mixed-vocabulary path.
-2. Solvers: time per prompt of `exact` and `greedy` on the members' real prompt log-probs, and on
-   synthetic K = 8 inputs (64 positions, 32 tokens per member kept), one thread.
+2. Solvers: time per prompt of `exact` (whole vocabulary; screened, then certified on the whole
+   vocabulary), of `exact` without the screen (every Newton step on the whole vocabulary) and of
+   `greedy`, on the members' real prompt log-probs and on synthetic K = 8 inputs (64 positions, 32
+   tokens per member kept), one thread, best of 3 per prompt (input checks included). Also: the
+   certified gap and Newton estimate at the returned weights (max over prompts), how many prompts
+   stopped on the gap alone, whole-vocabulary Newton steps, tokens kept per position by the screen,
+   and the largest difference in f between the screened and the unscreened solver.
+   `--solvers-only` skips part 1.
 """
 
 from __future__ import annotations
@@ -50,6 +56,10 @@ def _resolve(name: str) -> str:
     return name
 
 
+def _sci(value: float) -> float:
+    return float(f"{value:.2e}")
+
+
 def _timed(fn, repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
@@ -67,25 +77,34 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="best of N timings")
     parser.add_argument("--eval", default=os.path.join(SHARED, "val.jsonl.gz"), help="prompts for the solver timing")
     parser.add_argument("--solver-prompts", type=int, default=20)
+    parser.add_argument("--solvers-only", action="store_true", help="skip the decoding timing (part 1)")
     args = parser.parse_args()
 
     import torch
 
-    from blendkit.core.text import source_text
-    from blendkit.data import load_mixinstruct
-    from blendkit.packllm import Member, PackLLMGenerator
-    from blendkit.packllm.scoring import prompt_logprobs
-    from blendkit.packllm.weights import PromptLogProbs, exact_weights, greedy_weights
+    from blendkit.packllm import Member
 
     primary = Member.load(_resolve(args.models[0]))
     members = [primary] + [Member.load(_resolve(n), primary.tokenizer) for n in args.models[1:]]
     for member, name in zip(members, args.models):
         member.name = name
     prompts = (PROMPTS * args.batch)[:args.batch]
-    n = args.new_tokens
-    report = {"models": args.models, "batch": args.batch, "new_tokens": n, "threads": torch.get_num_threads()}
+    report = {"models": args.models, "batch": args.batch, "new_tokens": args.new_tokens,
+              "threads": torch.get_num_threads()}
+    if not args.solvers_only:
+        _decoding(args, members, prompts, report)
+    _solvers(args, members, report)
+    print(json.dumps(report, indent=2))
 
-    # -- 1. decoding -------------------------------------------------------------------------------------
+
+def _decoding(args, members, prompts, report) -> None:
+    """Part 1: fused decoding against the members' own `generate`, per token."""
+    import torch
+
+    from blendkit.packllm import Member, PackLLMGenerator
+
+    primary = members[0]
+    n = args.new_tokens
     fused = PackLLMGenerator(members)
     weights = torch.full((len(prompts), len(members)), 1.0 / len(members))   # weights are timed separately
 
@@ -122,7 +141,16 @@ def main() -> None:
     report["fused_over_sum_of_members"] = round(fused_time / sum(per_token.values()), 3)
     report["own_loop_over_generate"] = round(own / per_token[primary.name], 3)
 
-    # -- 2. weight solvers -------------------------------------------------------------------------------
+
+def _solvers(args, members, report) -> None:
+    """Part 2: the weight solvers' time and certificates, one thread."""
+    import torch
+
+    from blendkit.core.text import source_text
+    from blendkit.data import load_mixinstruct
+    from blendkit.packllm.scoring import prompt_logprobs
+    from blendkit.packllm.weights import PromptLogProbs, exact_weights, greedy_weights, objective
+
     torch.set_num_threads(1)
     rows = load_mixinstruct(args.eval, min_candidates=0, limit=args.solver_prompts).dataset
     real = [s for s in prompt_logprobs(members, [source_text(r["instruction"], r.get("input") or "") for r in rows])
@@ -130,14 +158,29 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
     synthetic = [PromptLogProbs(torch.log_softmax(torch.randn(8, 64, 258, generator=generator) * 3, dim=-1).double())
                  for _ in range(10)]
-    for label, inputs in ((f"real prompts, K={len(members)}", real), ("synthetic K=8, T=64, S=258", synthetic)):
+    for label, inputs in ((f"real prompts, K={len(members)}, vocabulary {real[0].logp.shape[2]}", real),
+                          ("synthetic K=8, T=64, S=258", synthetic)):
         exact_ms = [_timed(lambda s=s: exact_weights(PromptLogProbs(s.logp, s.target)), 3) * 1e3 for s in inputs]
+        whole_ms = [_timed(lambda s=s: exact_weights(PromptLogProbs(s.logp, s.target), screen_margin=None), 3) * 1e3
+                    for s in inputs]
         greedy_ms = [_timed(lambda s=s: greedy_weights(PromptLogProbs(s.logp, s.target)), 3) * 1e3 for s in inputs]
+        results = [exact_weights(s) for s in inputs]
+        unscreened = [exact_weights(s, screen_margin=None) for s in inputs]
         report[f"solver_ms ({label})"] = {
             "prompts": len(inputs), "mean_positions": round(sum(s.logp.shape[1] for s in inputs) / len(inputs), 1),
             "exact_mean": round(sum(exact_ms) / len(inputs), 2), "exact_max": round(max(exact_ms), 2),
-            "greedy_mean": round(sum(greedy_ms) / len(inputs), 2)}
-    print(json.dumps(report, indent=2))
+            "exact_unscreened_mean": round(sum(whole_ms) / len(inputs), 2),
+            "exact_unscreened_max": round(max(whole_ms), 2),
+            "greedy_mean": round(sum(greedy_ms) / len(inputs), 2),
+            "all_converged": all(r.converged for r in results),
+            "max_gap": _sci(max(r.gap for r in results)),
+            "stopped_on_gap": f"{sum(r.gap <= s.default_tol for r, s in zip(results, inputs))}/{len(inputs)}",
+            "max_newton_estimate": _sci(max((r.decrement for r in results if r.decrement == r.decrement),
+                                            default=0.0)),
+            "mean_whole_support_steps": round(sum(r.iterations for r in results) / len(inputs), 2),
+            "mean_screened_tokens_per_position": round(sum(r.screened_support for r in results) / len(inputs), 1),
+            "max_f_difference_vs_unscreened": _sci(max(abs(objective(s, r.weights) - objective(s, u.weights))
+                                                       for s, r, u in zip(inputs, results, unscreened)))}
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from ..genfuser import Fuser
 from ..packllm import WEIGHTINGS, PackLLMGenerator
 from ..pairranker import Ranker
 from ..pairranker.aggregation import AGGREGATIONS
+from ..pairranker.inference import PRECISIONS
 from ..pipeline import BlendModule, BlendOptions, blend_quality, fingerprint, run_blend
 from .inputs import add_data_args, load_input
 
@@ -22,7 +23,7 @@ def add_parser(sub) -> None:
     blend.add_argument("--fuser", default=None, help="fuser folder (without it: rank and select only)")
     blend.add_argument("--generate-with", nargs="*", default=None, metavar="MODEL",
                        help="causal LMs for PackLLM candidates (e.g. smollm2 gemma3-270m)")
-    blend.add_argument("--weighting", default="exact", choices=WEIGHTINGS)
+    blend.add_argument("--weighting", default="shrunk", choices=WEIGHTINGS)
     blend.add_argument("--members-alone", action="store_true", help="also add each generator member's own answer")
     blend.add_argument("--no-fused-generation", action="store_true", help="with --members-alone: only those")
     blend.add_argument("--max-new-tokens", type=int, default=128, help="PackLLM answer length")
@@ -32,7 +33,9 @@ def add_parser(sub) -> None:
     blend.add_argument("--num-beams", type=int, default=1)
     blend.add_argument("--no-repeat-ngram-size", type=int, default=3)
     blend.add_argument("--batch-size", type=int, default=4, help="rows per predict step")
-    blend.add_argument("--rank-batch-size", type=int, default=32, help="pair sequences per ranker forward")
+    blend.add_argument("--rank-batch-size", type=int, default=16, help="pair sequences per ranker forward")
+    blend.add_argument("--rank-precision", default="auto", choices=PRECISIONS,
+                       help="the ranker's: auto (bf16 where computed natively, else fp32) or fp32 (exact)")
     blend.add_argument("--accelerator", default="auto", help="cpu, gpu, auto")
     blend.add_argument("--devices", default="1", help="devices (number, list or 'auto')")
     blend.add_argument("--strategy", default="auto", help="a Lightning strategy: auto, ddp (tested on CPU), ...")
@@ -44,7 +47,8 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> dict | None:
     data = load_input(args, min_candidates=0 if args.generate_with else 1)
-    ranker = Ranker.from_pretrained(resolve_model(args.ranker), batch_size=args.rank_batch_size)
+    ranker = Ranker.from_pretrained(resolve_model(args.ranker), batch_size=args.rank_batch_size,
+                                    precision=args.rank_precision)
     fuser = Fuser.from_pretrained(args.fuser) if args.fuser else None
     generator = (PackLLMGenerator.from_pretrained(args.generate_with, weighting=args.weighting)
                  if args.generate_with else None)

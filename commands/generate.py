@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
     add_data_args(gen, "MixInstruct rows; rows may have only id + instruction")
     gen.add_argument("--models", nargs="+", required=True,
                      help="causal LMs (Hub ids, folders, or packaged: smollm2, gemma3-270m); the first is the primary")
-    gen.add_argument("--weighting", default="exact", choices=WEIGHTINGS)
+    gen.add_argument("--weighting", default="shrunk", choices=WEIGHTINGS)
     gen.add_argument("--tau", type=float, default=0.1, help="temperature of the sim weighting")
     gen.add_argument("--top-m", type=int, default=None,
                      help="solve weights on each member's top-M tokens + pooled rest (faster, approximate; "

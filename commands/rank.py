@@ -12,6 +12,7 @@ from ..data import ScoreSpec
 from ..pairranker import Ranker
 from ..pairranker.aggregation import AGGREGATIONS
 from ..pairranker.batch import rank_dataset
+from ..pairranker.inference import PRECISIONS
 from ..pairranker.plot import plot_ranking
 from .inputs import add_data_args, load_input, summary, write_jsonl
 
@@ -23,7 +24,9 @@ def add_parser(sub) -> None:
     rank.add_argument("--aggregation", default="max_logits", choices=AGGREGATIONS)
     rank.add_argument("--score-keys", nargs="*", default=["judge"],
                       help="score keys for metrics when the data has them (default: judge)")
-    rank.add_argument("--batch-size", type=int, default=64, help="pair sequences per forward pass")
+    rank.add_argument("--batch-size", type=int, default=16, help="pair sequences per forward pass")
+    rank.add_argument("--precision", default="auto", choices=PRECISIONS,
+                      help="auto: bf16 where the CPU/GPU computes it natively, else fp32; fp32: exact")
     rank.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
     rank.add_argument("--compact", action="store_true", help="write only id, model, rank, ranker_score")
     rank.add_argument("--plot", default=None, help="also write a PNG of picks per model and pairwise win rates")
@@ -33,7 +36,8 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> dict:
     data = load_input(args)
-    ranker = Ranker.from_pretrained(resolve_model(args.model), device=args.device, batch_size=args.batch_size)
+    ranker = Ranker.from_pretrained(resolve_model(args.model), device=args.device, batch_size=args.batch_size,
+                                    precision=args.precision)
     spec = ScoreSpec(tuple(args.score_keys)) if args.score_keys else None
     start = time.time()
     records, metrics, results = rank_dataset(ranker, data, args.aggregation, spec, progress=not args.quiet,

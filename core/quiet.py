@@ -9,6 +9,9 @@ Each of these used to reach a plain ``make demo``, and none asks anything of the
   ``save_pretrained`` only to test ``isinstance(model, DeepSpeedEngine)`` (:func:`deepspeed_not_probed`).
 - transformers' "The following layers were not sharded", on every load after torchmetrics' BERTScore has
   set the level of transformers' loading logger: a tensor-parallel check that no blendkit run asks for.
+- Lightning's "Total length of `list` across ranks is zero" when training without validation data
+  (``data.val_file: null``): blendkit's data modules then give Lightning an empty list of validation
+  batches on purpose.
 - Lightning's "💡 Tip" advert and its tensorboardX notice, and deprecation warnings about the libraries'
   own internals (torch's ``LeafSpec`` inside Lightning, transformers' EncoderDecoder loss notice).
 
@@ -31,6 +34,7 @@ HARMLESS_WARNINGS = (
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
     r"Starting from v1\.9\.0, `tensorboardX` has been removed",
     r"Version v4\.12\.0 introduces a better way to train encoder-decoder models",
+    r"Total length of `list` across ranks is zero",
 )
 
 # Logger -> starts of log messages that say nothing a user can act on.

@@ -84,13 +84,20 @@ class Fuser:
         inputs: Sequence[str] | None = None,
         ids: Sequence[str] | None = None,
         progress: bool = False,
+        models: Sequence[Sequence[str | None]] | Sequence[str | None] | None = None,
         **generate_kwargs,
     ) -> list[FuseResult]:
-        """Fuse each row's top-K candidates into one answer."""
+        """Fuse each row's top-K candidates into one answer.
+
+        The top-K are taken from ``ranks`` (1 = best, per candidate), else from ``ranker``'s ranking, else
+        the first K. ``models``, shaped like ``candidates``, names each candidate's source model for a
+        ranker with a model prior.
+        """
         if isinstance(instructions, str):
             instructions, candidates = [instructions], [candidates]  # type: ignore[list-item]
             ranks = [ranks] if ranks is not None and ranks and isinstance(ranks[0], int) else ranks
             inputs = [inputs] if isinstance(inputs, str) else inputs
+            models = [models] if models is not None else None  # type: ignore[list-item]
         top_k = top_k or self.top_k
         if top_k > self.top_k:
             raise ValueError(f"top_k={top_k} but this fuser was trained for at most {self.top_k} candidates")
@@ -101,7 +108,8 @@ class Fuser:
                 raise ValueError(f"row {k} ({ids[k] if ids else 'no id'}) has no candidates to fuse")
         inputs = list(inputs) if inputs is not None else [""] * len(instructions)
         if ranker is not None and ranks is None:
-            ranks = [r.ranks for r in ranker.rank(list(instructions), [list(c) for c in candidates], inputs=inputs)]
+            ranks = [r.ranks for r in ranker.rank(list(instructions), [list(c) for c in candidates], inputs=inputs,
+                                                  models=models)]
         chosen = [self.select(texts, ranks[k] if ranks is not None else None, top_k)
                   for k, texts in enumerate(candidates)]
         sources = self.formatter.encode_sources([source_text(q, x) for q, x in zip(instructions, inputs)],

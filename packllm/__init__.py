@@ -9,11 +9,12 @@ from .weights import (
            exact_weights,
            greedy_weights,
            objective,
+           shrunk_weights,
            sim_weights,
            solve,
            uniform_weights,
 )
 
 __all__ = ["Generation", "Member", "PackLLMGenerator", "PromptLogProbs", "WEIGHTINGS", "continuation_nll",
-           "exact_weights", "greedy_weights", "objective", "prompt_logprobs", "sim_weights", "solve",
+           "exact_weights", "greedy_weights", "objective", "prompt_logprobs", "shrunk_weights", "sim_weights", "solve",
            "uniform_weights"]

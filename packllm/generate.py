@@ -10,7 +10,7 @@ Members that do not share the primary's tokenizer are fed the *text* of each new
 (re-tokenised with their own tokenizer; characters split over byte tokens wait until complete), so
 every member always reads the same text.
 
-    gen = PackLLMGenerator.from_pretrained(["smollm2", "gemma3-270m"], weighting="exact")
+    gen = PackLLMGenerator.from_pretrained(["smollm2", "gemma3-270m"])          # weighting="shrunk" (default)
     gen.weights(["Name three primes."])            # [1, 2], rows on the simplex
     gen.generate(["Name three primes."], max_new_tokens=64)[0].text
 """
@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .members import Member
 from .scoring import prompt_logprobs
-from .weights import WEIGHTINGS, solve
+from .weights import SHRUNK_MOVE, WEIGHTINGS, solve
 
 
 @dataclass
@@ -39,18 +39,24 @@ class Generation:
 
 
 class PackLLMGenerator:
-    def __init__(self, members: Sequence[Member], weighting: str = "exact", tau: float = 0.1, grid_step: float = 0.1,
-                 top_m: int | None = None, chat: bool = True):
+    def __init__(self, members: Sequence[Member], weighting: str = "shrunk", tau: float = 0.1, grid_step: float = 0.1,
+                 top_m: int | None = None, chat: bool = True, move: float = SHRUNK_MOVE):
+        """``weighting`` (see weights.py): the default `shrunk` is the exact prompt optimum pulled back toward
+        the primary member (``move`` of the way from it), which keeps the corpus gain of `exact` without its
+        per-answer losses (benchmarks/packllm_quality.py)."""
         if not members:
             raise ValueError("PackLLMGenerator needs at least one member model")
         if weighting not in WEIGHTINGS:
             raise ValueError(f"unknown weighting {weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
+        if not 0 <= move <= 1:
+            raise ValueError(f"move (shrunk weighting) must be in [0, 1], got {move}")
         self.members = list(members)
         self.weighting, self.tau, self.grid_step, self.top_m, self.chat = weighting, tau, grid_step, top_m, chat
+        self.move = move
         self.primary = self.members[0]
 
     @classmethod
-    def from_pretrained(cls, names_or_paths: Sequence[str], weighting: str = "exact", device: str = "cpu",
+    def from_pretrained(cls, names_or_paths: Sequence[str], weighting: str = "shrunk", device: str = "cpu",
                         dtype: torch.dtype | None = None, **options) -> "PackLLMGenerator":
         """Members by Hub id, local folder or packaged alias (smollm2, gemma3-270m); the first is the primary."""
         primary = Member.load(names_or_paths[0], device=device, dtype=dtype)
@@ -69,7 +75,8 @@ class PackLLMGenerator:
         weighting = weighting or self.weighting
         if len(self.members) == 1 or weighting == "uniform":
             return torch.full((len(prompts), len(self.members)), 1.0 / len(self.members))
-        options = {"sim": {"tau": self.tau}, "greedy": {"grid_step": self.grid_step}}.get(weighting, {})
+        options = {"sim": {"tau": self.tau}, "greedy": {"grid_step": self.grid_step},
+                   "shrunk": {"move": self.move}}.get(weighting, {})
         uniform = torch.full((len(self.members),), 1.0 / len(self.members))
         rows = []
         for start in range(0, len(prompts), batch_size):

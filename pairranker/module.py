@@ -26,7 +26,10 @@ from .datamodule import RankedRows
 from .encoding import PairEncoder
 from .inference import Ranker
 from .metrics import RankingMetrics
-from .model import PairRankerModel
+from .model import ModelPrior, PairRankerModel
+from .prior_fit import fitted_prior
+
+PRIOR_INITS = ("bradley_terry", "zeros")
 
 # LoRA rank used when ``lora_r`` is left unset and the backbone is a decoder-only LM.
 DECODER_LORA_R = 16
@@ -40,6 +43,8 @@ class PairRankerModule(BlendkitModule):
         use_model_prior: learn a score offset per source model (off: the ranker reads text only).
         model_names: the models the prior knows; None (the default) takes the training data's models
             when fit starts. Models not listed get offset 0.
+        prior_init: where a new prior's offsets start: ``bradley_terry`` (the default: the source models'
+            Bradley–Terry strengths on the training rows, see ``prior_fit.py``) or ``zeros``.
         lora_r: LoRA rank (see below); None (the default) means LoRA r=16 on a decoder-only backbone
             (SmolLM2, Gemma 3, any causal LM) and full fine-tuning of an encoder. 0 turns LoRA off.
         encoder_dropout: override the backbone's dropout (None keeps it; 0 is ~3x faster on CPU).
@@ -72,6 +77,7 @@ class PairRankerModule(BlendkitModule):
         pooling: str | None = PairRankerConfig.pooling,
         use_model_prior: bool = PairRankerConfig.use_model_prior,
         model_names: list[str] | None = None,
+        prior_init: str = "bradley_terry",
         encoder_dropout: float | None = None,
         learning_rate: float = 3e-5,
         head_learning_rate: float = 1e-3,
@@ -84,6 +90,8 @@ class PairRankerModule(BlendkitModule):
         super().__init__(learning_rate=learning_rate, lora_r=lora_r, **kwargs)
         if val_aggregation not in AGGREGATIONS:
             raise ValueError(f"model.val_aggregation must be one of {AGGREGATIONS}, got {val_aggregation!r}")
+        if prior_init not in PRIOR_INITS:
+            raise ValueError(f"model.prior_init must be one of {PRIOR_INITS}, got {prior_init!r}")
         self.pair_encoder: PairEncoder | None = None
         self.train_pair_acc = BinaryAccuracy()
         self.init_model()
@@ -144,7 +152,16 @@ class PairRankerModule(BlendkitModule):
             raise ConfigError("model.use_model_prior is true, but the training data names no source models to "
                               "learn offsets for; set model.model_names, or model.use_model_prior: false.")
         model.set_model_names(names)
-        rank_zero_info(f"[blendkit] model prior over {len(names)} source models of the training data")
+        message = f"[blendkit] model prior over {len(names)} source models of the training data"
+        if self.hparams.prior_init == "bradley_terry":
+            offsets = fitted_prior(datamodule.train_data.targets, [row.models for row in datamodule.train_data.rows],
+                                   names, getattr(datamodule.hparams, "tie_eps", 1e-6))
+            with torch.no_grad():
+                for module in model.modules():
+                    if isinstance(module, ModelPrior):
+                        module.offsets.copy_(offsets)
+            message += f", starting from their Bradley–Terry strengths ({offsets.min():+.2f} … {offsets.max():+.2f})"
+        rank_zero_info(message)
         if self.tokenizer is not None:
             self.on_tokenizer()   # the pair encoder maps names to the new offsets
 

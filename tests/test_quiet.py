@@ -31,7 +31,7 @@ with open(report, "w") as f:
 # Messages that used to reach the console of a plain `make demo`, none of them the user's concern.
 NOISE = ("seem corrupted", "LOAD REPORT", "MISSING", "Setting accelerator to CPU", "were not sharded", "Tip:",
          "litlogger", "tensorboardX", "LeafSpec", "past_key_values", "Version v4.12.0",
-         "LightningCLI's args parameter")
+         "LightningCLI's args parameter", "Total length of `list`")
 
 
 def _commands(tiny_backbone, ranker_dir, fuser_dir, tiny_llama_a, tiny_gemma, tmp):
@@ -45,7 +45,7 @@ def _commands(tiny_backbone, ranker_dir, fuser_dir, tiny_llama_a, tiny_gemma, tm
         train("pairranker/minilm_cpu", "ranker", "--model.freeze_layers", "0", "--data.pairs_per_row", "2",
               "--trainer.callbacks+=blendkit.training.progress.ProgressLog"),
         train("genfuser/minilm_cpu", "fuser", "--model.generate_kwargs", "{max_new_tokens: 4}",
-              "--model.bertscore_model", tiny_backbone, "--data.batch_size", "2"),
+              "--model.bertscore_model", tiny_backbone, "--data.batch_size", "2", "--data.val_file", "null"),
         ["export", "--checkpoint", f"{tmp}/ranker/checkpoints/last.ckpt", "--output", f"{tmp}/exported"],
         ["rank", "--data", SAMPLE_VAL, "--model", ranker_dir, "--output", f"{tmp}/ranked.jsonl", "--limit", "3",
          "--show", "1"],

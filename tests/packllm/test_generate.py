@@ -133,7 +133,7 @@ def test_sampling_is_seeded_and_top_p_near_zero_is_greedy(pair):
 def test_weights_for_every_weighting_on_real_tokens(pair):
     generator = PackLLMGenerator(list(pair))
     scores = prompt_logprobs(list(pair), PROMPTS[:2], top_m=None)
-    for weighting in ("uniform", "sim", "greedy", "exact"):
+    for weighting in ("uniform", "sim", "greedy", "exact", "shrunk"):
         weights = generator.weights(PROMPTS[:2], weighting=weighting)
         assert weights.shape == (2, 2)
         assert torch.allclose(weights.sum(1), torch.ones(2), atol=1e-5) and (weights >= 0).all()
@@ -144,6 +144,17 @@ def test_weights_for_every_weighting_on_real_tokens(pair):
     for i, s in enumerate(scores):  # on the true objective, exact beats greedy and every single member
         assert objective(s, exact[i].double()) <= objective(s, greedy[i].double()) + 1e-4
         assert objective(s, exact[i].double()) <= min(s.member_nll) + 1e-4
+
+
+def test_the_default_weighting_is_exact_shrunk_toward_the_primary(pair):
+    generator = PackLLMGenerator(list(pair), move=0.25)
+    assert generator.weighting == "shrunk"
+    exact = generator.weights(PROMPTS[:2], weighting="exact")
+    shrunk = generator.weights(PROMPTS[:2])
+    primary = torch.tensor([1.0, 0.0])
+    assert torch.allclose(shrunk, primary + 0.25 * (exact - primary), atol=1e-5)
+    with pytest.raises(ValueError, match="move"):
+        PackLLMGenerator(list(pair), move=-0.1)
 
 
 def test_continuation_nll_of_a_single_member_is_its_own_nll(pair):

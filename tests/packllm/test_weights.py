@@ -152,3 +152,105 @@ def test_bad_inputs_are_rejected():
         solve(scores, "median")
     with pytest.raises(ValueError, match="grid_step"):
         greedy_weights(scores, grid_step=0)
+
+
+# -- the screened solver on a large vocabulary --------------------------------------------------------------
+
+def _large_vocabulary_scores(members: int, seed: int, positions: int = 12, vocab: int = 4096,
+                             dtype=torch.float64) -> PromptLogProbs:
+    """Peaky distributions over a vocabulary large enough to be screened (most tokens far below the top)."""
+    generator = torch.Generator().manual_seed(seed)
+    shared = torch.randn(1, positions, vocab, generator=generator) * 5
+    own = torch.randn(members, positions, vocab, generator=generator) * 2
+    logp = torch.log_softmax((shared + own).double(), dim=-1)
+    target = torch.randint(0, vocab, (positions,), generator=generator)
+    return PromptLogProbs(logp.to(dtype), target)
+
+
+def _whole_vocabulary_gap(scores: PromptLogProbs, weights: torch.Tensor) -> float:
+    """The Frank–Wolfe gap recomputed independently: ∇f by autograd of the plain objective in float64."""
+    lam = weights.detach().double().clone().requires_grad_(True)
+    logp = scores.logp.double()
+    mixed = torch.einsum("k,kts->ts", lam, logp)
+    observed = logp[:, torch.arange(logp.shape[1]), scores.target]
+    value = (torch.logsumexp(mixed, dim=1) - lam @ observed).mean()
+    (grad,) = torch.autograd.grad(value, lam)
+    return float(grad @ lam.detach() - grad.min())
+
+
+@pytest.mark.parametrize("members,seed", [(2, 0), (2, 1), (3, 2), (4, 3)])
+def test_screened_solver_is_certified_on_the_whole_vocabulary(members, seed):
+    scores = _large_vocabulary_scores(members, seed)
+    result = exact_weights(scores, tol=1e-8)
+    assert 0 < result.screened_support < 0.25 * 4096                     # the screen was used, and cut a lot
+    assert result.converged and (result.gap <= 1e-8 or result.decrement <= 1e-10)
+    # the reported gap is the whole vocabulary's, not the screened bound's
+    assert result.gap == pytest.approx(_whole_vocabulary_gap(scores, result.weights), abs=1e-9)
+    assert objective(scores, result.weights) == pytest.approx(result.value, abs=1e-12)
+    assert result.member_values == pytest.approx(scores.member_nll, abs=1e-9)   # exact at the vertices
+
+
+@pytest.mark.parametrize("members,seed", [(2, 4), (3, 5), (5, 6)])
+def test_screened_and_unscreened_solvers_find_the_same_optimum(members, seed):
+    scores = _large_vocabulary_scores(members, seed)
+    screened = exact_weights(scores, tol=1e-9)
+    whole = exact_weights(scores, tol=1e-9, screen_margin=None)
+    assert whole.screened_support == 0 and whole.screened_iterations == 0
+    assert abs(screened.value - whole.value) <= 1e-9
+    assert torch.allclose(screened.weights, whole.weights, atol=1e-4)
+    vertices = [objective(scores, _vertex(k, members)) for k in range(members)]
+    assert screened.value <= min(vertices) + 1e-12
+
+
+def test_screened_solver_on_float32_inputs_and_a_tight_margin():
+    scores64 = _large_vocabulary_scores(2, seed=7, positions=20)
+    scores32 = PromptLogProbs(scores64.logp.float(), scores64.target)
+    reference = exact_weights(scores64, tol=1e-10, screen_margin=None)
+    for margin in (2.0, 10.0):        # a tight screen gives a worse start, never a worse answer
+        result = exact_weights(scores32, screen_margin=margin)
+        assert result.converged
+        assert objective(scores64, result.weights) <= reference.value + 1e-5
+    with pytest.raises(ValueError, match="screen_margin"):
+        exact_weights(scores64, screen_margin=0)
+
+
+def test_floored_members_are_screened_safely():
+    """A member that gives most tokens log 0 (floored to −1e4): exp must neither underflow to an empty sum nor
+    lose the certificate."""
+    scores = _large_vocabulary_scores(2, seed=8)
+    logp = scores.logp.clone()
+    logp[1, :, 100:] = float("-inf")
+    logp[1, :, :100] = torch.log_softmax(logp[1, :, :100], dim=-1)
+    target = torch.arange(12)                                             # tokens both members allow
+    floored = PromptLogProbs(logp, target)
+    result = exact_weights(floored, tol=1e-8)
+    whole = exact_weights(floored, tol=1e-8, screen_margin=None)
+    assert result.converged and torch.isfinite(result.weights).all()
+    assert abs(result.value - whole.value) <= 1e-8
+
+
+# -- shrunk weights ---------------------------------------------------------------------------------------------
+
+def test_shrunk_weights_lie_between_the_anchor_and_the_exact_optimum():
+    from blendkit.packllm.weights import shrunk_weights
+
+    scores = _random_scores(3, positions=12, vocab=40, seed=9)
+    exact = exact_weights(scores, tol=1e-10)
+    best = int(np.argmin(scores.member_nll))
+    for anchor, vertex in ((None, _vertex(best, 3)), (0, _vertex(0, 3)), (2, _vertex(2, 3))):
+        assert torch.allclose(shrunk_weights(scores, move=1.0, anchor=anchor), exact.weights)
+        assert torch.equal(shrunk_weights(scores, move=0.0, anchor=anchor), vertex)
+        half = shrunk_weights(scores, move=0.5, anchor=anchor)
+        assert torch.allclose(half, vertex + 0.5 * (exact.weights - vertex))
+        # f falls monotonically along the segment (convexity), and lies below the chord
+        values = [objective(scores, w) for w in (vertex, shrunk_weights(scores, move=0.3, anchor=anchor), half,
+                                                 exact.weights)]
+        assert values == sorted(values, reverse=True)
+        assert values[2] <= 0.5 * values[0] + 0.5 * values[3] + 1e-12
+    assert torch.equal(shrunk_weights(scores, move=0.0), _vertex(0, 3))       # default anchor: the primary
+    with pytest.raises(ValueError, match="move"):
+        shrunk_weights(scores, move=1.5)
+    with pytest.raises(ValueError, match="anchor"):
+        shrunk_weights(scores, anchor=3)
+    assert torch.allclose(solve(scores, "shrunk", move=0.5, anchor=None),
+                          shrunk_weights(scores, move=0.5, anchor=None).float())

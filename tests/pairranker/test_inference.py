@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from blendkit.pairranker import Ranker
+from blendkit.pairranker.aggregation import knockout_comparisons
 
 QUESTION = "Which number is prime?"
 ANSWERS = ["7 is prime.", "8 is prime because it is even.", "9.", "The number 11 is prime, since its only "
@@ -47,12 +48,11 @@ def test_batching_and_length_sorting_do_not_change_results(tiny_ranker):
 def test_knockout_and_best_of_n(ranker):
     [full] = ranker.rank(QUESTION, ANSWERS, aggregation="max_wins", return_matrix=True)
     [ko] = ranker.rank(QUESTION, ANSWERS, aggregation="knockout")
-    assert ko.comparisons == 2 * (len(ANSWERS) - 1) and ko.matrix is None
+    # 4 chained matches and a final round of 4 among the leaders: 8 of the 10 pairs, both orders each
+    assert ko.comparisons == 2 * knockout_comparisons(len(ANSWERS)) == 16 and ko.matrix is None
     m = torch.tensor(full.matrix)
-    # the knockout champion beat (or survived) every challenger it met: it cannot lose to all others
-    assert (m[ko.best] > 0).any()
-    if (m > 0).sum(1).max() == len(ANSWERS) - 1:  # a Condorcet winner exists: knockout must find it
-        assert ko.best == int((m > 0).sum(1).argmax())
+    assert (m[ko.best] > 0).any()            # the pick beats someone head to head
+    assert ko.best == int(m.sum(1).argmax())  # with 8 of 10 pairs seen, knockout finds the max_logits pick
     assert ranker.best_of_n(QUESTION, ANSWERS) == ANSWERS[ko.best]
     assert ranker.best_of_n([QUESTION, QUESTION], [ANSWERS, ANSWERS[:2]])[0] == ANSWERS[ko.best]
 

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from helpers import ROOT, make_row, write_jsonl
@@ -12,6 +13,7 @@ from blendkit.data import ConfigError
 from blendkit.pairranker import PairRankerConfig, PairRankerModel, Ranker
 from blendkit.pairranker.encoding import PairEncoder
 from blendkit.pairranker.module import PairRankerModule
+from blendkit.pairranker.prior_fit import bradley_terry, fitted_prior, win_counts
 from blendkit.training.cli import train_cli as cli
 from blendkit.training.lora import base_model
 
@@ -159,7 +161,8 @@ def _args(tiny_backbone, data, root, *extra):
 
 
 def test_training_learns_the_prior_of_the_training_datas_models(tiny_backbone, model_only_data, tmp_path):
-    run = cli(_args(tiny_backbone, model_only_data, tmp_path, "--trainer.max_epochs", "2"))
+    run = cli(_args(tiny_backbone, model_only_data, tmp_path, "--trainer.max_epochs", "2",
+                    "--model.prior_init", "zeros"))
     model = base_model(run.model.model)
     assert model.config.model_names == ["m0", "m1", "m2", "m3", "m4"]        # read from the training data
     offsets = model.model_prior.offsets.detach()
@@ -180,7 +183,8 @@ def test_training_learns_the_prior_of_the_training_datas_models(tiny_backbone, m
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
     # Resuming reads the same names from the same data and continues.
-    resumed = cli(_args(tiny_backbone, model_only_data, tmp_path, "--trainer.max_epochs", "3", "--ckpt_path", "last"))
+    resumed = cli(_args(tiny_backbone, model_only_data, tmp_path, "--trainer.max_epochs", "3", "--ckpt_path", "last",
+                        "--model.prior_init", "zeros"))
     assert resumed.trainer.global_step == 3 * -(-24 * 6 // 8)
 
 
@@ -233,3 +237,51 @@ def test_rank_passes_the_candidates_models_to_a_prior_ranker(prior_model, tmp_pa
     capsys.readouterr()
     for row in map(json.loads, out.read_text().splitlines()):
         assert next(c["model"] for c in row["candidates"] if c["rank"] == 1) == "wizardlm-13b"
+
+
+def test_fuse_passes_the_candidates_models_to_a_prior_ranker(prior_model, tiny_backbone, tmp_path):
+    from blendkit.genfuser import Fuser, build_fuser
+
+    folder, _ = _strong_prior_ranker(prior_model, tmp_path)
+    model, tokenizer = build_fuser(tiny_backbone, max_candidates=1)
+    fuser = Fuser(model, tokenizer, top_k=1, source_max_length=8, candidate_max_length=8, target_max_length=4)
+    ranker = Ranker.from_pretrained(folder)
+    texts = ["7 is prime.", "8 is prime.", "9."]
+    [named] = fuser.fuse("Which number is prime?", texts, ranker=ranker, models=["alpaca-7b", "vicuna-13b",
+                                                                                   "wizardlm-13b"], max_new_tokens=2)
+    assert named.fused_from == [2]
+    [swapped] = fuser.fuse("Which number is prime?", texts, ranker=ranker, models=["wizardlm-13b", "alpaca-7b",
+                                                                                     "vicuna-13b"], max_new_tokens=2)
+    assert swapped.fused_from == [0]
+
+
+# -- the Bradley–Terry start ------------------------------------------------------------------------- #
+
+def test_win_counts_by_hand():
+    # Row 1: a (0.9) > b (0.5) = c (0.5, a tie: no count), unknown "z" ignored; row 2: c beats a.
+    wins = win_counts([np.array([0.9, 0.5, 0.5, 1.0]), np.array([0.2, 0.7])],
+                      [["a", "b", "c", "z"], ["a", "c"]], ["a", "b", "c"])
+    assert wins.tolist() == [[0, 1, 1], [0, 0, 0], [1, 0, 0]]
+
+
+def test_bradley_terry_recovers_the_strengths_that_made_the_wins():
+    truth = np.array([-1.0, 0.0, 0.5, 0.5])
+    p = 1 / (1 + np.exp(-(truth[:, None] - truth[None, :])))
+    wins = 10_000 * p * (1 - np.eye(4))                      # expected counts of 10 000 meetings per pair
+    fitted = bradley_terry(wins, l2=0.0)
+    assert np.allclose(fitted, truth - truth.mean(), atol=1e-3), fitted
+    assert np.allclose(bradley_terry(np.zeros((3, 3))), 0.0)
+    # A model that never lost stays finite thanks to the L2 term.
+    assert np.isfinite(bradley_terry(np.array([[0.0, 5.0], [0.0, 0.0]]))).all()
+
+
+def test_a_new_prior_starts_from_the_training_datas_bradley_terry_strengths(tiny_backbone, model_only_data, tmp_path):
+    run = cli(_args(tiny_backbone, model_only_data, tmp_path, "--trainer.max_steps", "1", "--data.val_file", "null",
+                    "--model.head_learning_rate", "0.0", "--model.learning_rate", "0.0"))
+    model = base_model(run.model.model)
+    data = run.datamodule.train_data
+    expected = fitted_prior(data.targets, [row.models for row in data.rows], model.config.model_names)
+    assert torch.allclose(model.model_prior.offsets.detach(), expected)
+    assert torch.equal(expected.argsort(), torch.arange(5)) and expected[4] - expected[0] > 2.0   # m4 best, m0 worst
+    with pytest.raises(ValueError, match="model.prior_init must be one of"):
+        PairRankerModule(backbone=tiny_backbone, use_model_prior=True, prior_init="ones")
