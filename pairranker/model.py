@@ -58,11 +58,13 @@ class ModelPrior(nn.Module):
     def forward(self, model_ids: torch.Tensor) -> torch.Tensor:
         return nn.functional.pad(self.offsets, (1, 0))[model_ids]
 
-    def resize(self, num_models: int) -> None:
-        """Start over with ``num_models`` zero offsets (before training: the names became known)."""
+    def resize(self, num_models: int, start: torch.Tensor | None = None) -> None:
+        """Start over with ``num_models`` offsets, zero or ``start`` (before training: the names became known)."""
         old = self.offsets
-        self.offsets = nn.Parameter(torch.zeros(num_models, dtype=old.dtype, device=old.device),
-                                    requires_grad=old.requires_grad)
+        offsets = torch.zeros(num_models, dtype=old.dtype, device=old.device)
+        if start is not None:
+            offsets.copy_(start)
+        self.offsets = nn.Parameter(offsets, requires_grad=old.requires_grad)
 
 
 class PairRankerModel(PreTrainedModel):
@@ -95,15 +97,18 @@ class PairRankerModel(PreTrainedModel):
         if isinstance(module, ModelPrior):
             init.zeros_(module.offsets)     # an untrained prior prefers no model
 
-    def set_model_names(self, names: list[str]) -> None:
-        """Give the model prior its list of known models; every offset restarts at 0. The peft copy of the
-        prior (LoRA's ``modules_to_save``) is resized too."""
+    def set_model_names(self, names: list[str], offsets: torch.Tensor | None = None) -> None:
+        """Give the model prior its list of known models; every offset restarts at 0, or at ``offsets`` (one
+        per name). The peft copy of the prior (LoRA's ``modules_to_save``) is resized too."""
         if not self.config.use_model_prior:
             raise ValueError("set_model_names: this ranker was built with use_model_prior=False.")
         self.config.model_names = checked_model_names(names)
+        if offsets is not None and offsets.shape != (len(self.config.model_names),):
+            raise ValueError(f"set_model_names: {len(self.config.model_names)} names but offsets of shape "
+                             f"{tuple(offsets.shape)}")
         for module in self.modules():
             if isinstance(module, ModelPrior):
-                module.resize(len(self.config.model_names))
+                module.resize(len(self.config.model_names), offsets)
 
     @classmethod
     def from_backbone(cls, backbone: str, encoder_dropout: float | None = None,

@@ -26,7 +26,7 @@ from .datamodule import RankedRows
 from .encoding import PairEncoder
 from .inference import Ranker
 from .metrics import RankingMetrics
-from .model import ModelPrior, PairRankerModel
+from .model import PairRankerModel
 from .prior_fit import fitted_prior
 
 PRIOR_INITS = ("bradley_terry", "zeros")
@@ -151,16 +151,13 @@ class PairRankerModule(BlendkitModule):
         if not names:
             raise ConfigError("model.use_model_prior is true, but the training data names no source models to "
                               "learn offsets for; set model.model_names, or model.use_model_prior: false.")
-        model.set_model_names(names)
         message = f"[blendkit] model prior over {len(names)} source models of the training data"
+        offsets = None
         if self.hparams.prior_init == "bradley_terry":
             offsets = fitted_prior(datamodule.train_data.targets, [row.models for row in datamodule.train_data.rows],
                                    names, getattr(datamodule.hparams, "tie_eps", 1e-6))
-            with torch.no_grad():
-                for module in model.modules():
-                    if isinstance(module, ModelPrior):
-                        module.offsets.copy_(offsets)
             message += f", starting from their Bradley–Terry strengths ({offsets.min():+.2f} … {offsets.max():+.2f})"
+        model.set_model_names(names, offsets)
         rank_zero_info(message)
         if self.tokenizer is not None:
             self.on_tokenizer()   # the pair encoder maps names to the new offsets
