@@ -19,9 +19,9 @@ Weightings (all return a [K] tensor on the simplex):
     uniform   1/K each
     sim       softmax(−log PPL_k / τ)                        (PackLLM-sim)
     greedy    members by PPL, each mixed in with the best weight on a grid  (PackLLM-opt)
-    exact     minimum of f over the simplex; active-set Newton, stopped when the Frank–Wolfe duality
-              gap (a guaranteed upper bound of f(λ) − min f) is below `tol` nats per token, or when
-              Newton's own estimate of f(λ) − min f is below tol/100 (at sharp optima the gap is loose)
+    exact     minimum of f over the simplex; active-set Newton, stopped when a guaranteed upper bound of
+              f(λ) − min f is below `tol` nats per token: the smaller of the Frank–Wolfe duality gap and a
+              curvature bound (‖projected ∇f‖² / 2μ, μ a certified lower bound of f's curvature near λ)
     shrunk    the exact weights pulled back toward an anchor member (default: the primary, member 0):
               λ = e_a + move·(λ* − e_a)  (move = 1: exact, 0: the anchor alone)
 
@@ -36,6 +36,7 @@ answer more than 2 % worse than the best member (benchmarks/packllm_quality.py p
 from __future__ import annotations
 
 import functools
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Callable
@@ -45,9 +46,8 @@ import torch
 
 WEIGHTINGS = ("uniform", "sim", "greedy", "exact", "shrunk")
 LOGP_FLOOR = -1e4  # log-probs below this (including −inf) are raised to it: exp() of it underflows to 0
-SCREEN_MARGIN = 10.0        # exact: screened support = tokens within this many nats of a position's top log-prob
-SCREEN_MIN_SUPPORT = 2048   # exact: smaller supports are solved whole (screening would not pay)
-SCREEN_MAX_SHARE = 0.25     # exact: screening is skipped when it would keep more than this share of the support
+CHUNK_ELEMENTS = 1 << 17    # exact: positions × support per chunk of a pass, so that its work arrays stay in cache
+EXACT_FLOAT32_LOWEST = -1e3  # exact: float32 inputs with log-probs below this are solved in float64 (see `_Evaluator`)
 SHRUNK_MOVE = 0.3           # shrunk: the share of the way from the anchor member to the exact optimum
 
 
@@ -70,6 +70,7 @@ class PromptLogProbs:
             raise ValueError("PromptLogProbs.logp holds NaN or +inf values")
         # log 0 → a finite floor, so 0·log p stays 0 for λ_k = 0 (copied only when something is below it)
         self.logp = logp.clamp_min(LOGP_FLOOR) if lowest < LOGP_FLOOR else logp.contiguous()
+        self.lowest, self.highest = max(float(lowest), LOGP_FLOOR), float(highest)
         positions = self.logp.shape[1]
         if self.target is None:
             self.target = torch.zeros(positions, dtype=torch.long)
@@ -142,57 +143,44 @@ def greedy_weights(scores: PromptLogProbs, grid_step: float = 0.1) -> torch.Tens
 class ExactResult:
     weights: torch.Tensor
     value: float       # f(λ*)
-    gap: float         # Frank–Wolfe duality gap at λ*: a guaranteed upper bound of f(λ*) − min f
-    decrement: float   # Newton's estimate of f(λ*) − min f (much tighter than the gap at sharp optima); NaN when
-                       # the gap alone certified λ* (the estimate needs the Hessian, which was then not computed)
-    iterations: int    # Newton / Frank–Wolfe iterations on the whole support
-    converged: bool    # gap ≤ tol or decrement ≤ tol/100 (False: max_iter was reached first)
-    screened_iterations: int = 0    # iterations on the screened support before it (0: no screening)
-    screened_support: float = 0.0   # mean tokens per position kept by the screen (0: no screening)
-    member_values: np.ndarray | None = None   # f at each vertex: each member's own log prompt perplexity
+    gap: float         # a guaranteed upper bound of f(λ*) − min f: the Frank–Wolfe duality gap or the curvature
+                       # bound, whichever is smaller (see `exact_weights`)
+    iterations: int    # Newton / Frank–Wolfe steps
+    converged: bool    # gap ≤ tol (False: max_iter was reached first)
+    passes: int = 0    # passes over the whole support (one per point evaluated, one more per Hessian made late)
 
 
-def exact_weights(scores: PromptLogProbs, tol: float | None = None, max_iter: int = 50,
-                  screen_margin: float | None = SCREEN_MARGIN) -> ExactResult:
+def exact_weights(scores: PromptLogProbs, tol: float | None = None, max_iter: int = 50) -> ExactResult:
     """The minimum of f over the simplex, to within ``tol`` nats per token (default: 1e-7 for float64
     inputs, 1e-5 for float32 ones, whose sums over a whole vocabulary are noisier).
 
-    Active-set Newton: on the free coordinates, a Newton step constrained to Σ d = 0 (a small KKT
-    system), shortened so that no weight goes negative, with a line search on the directional
-    derivative (exact to float precision, unlike f's tiny differences near the optimum). When a
-    coordinate at 0 should re-enter (its gradient is below the free coordinates' multiplier) or the
-    Newton system is singular, a Frank–Wolfe step is taken instead. It stops when the Frank–Wolfe gap
-    g·λ − min_k g_k (a guaranteed bound of f(λ) − min f for a convex f) is ≤ tol, or when Newton's
-    own estimate of f(λ) − min f (half the Newton decrement, on a settled active set) is ≤ tol/100 —
-    at sharp optima the gap bound is loose while the Newton estimate is accurate.
+    Active-set Newton from softmax(−f at the vertices) (read off the observed tokens, which is exact for
+    normalised log-probs and only a start otherwise): on the free coordinates, a Newton step constrained
+    to Σ d = 0 (a small KKT system), shortened so that no weight goes negative, with a line search on the
+    directional derivative (exact to float precision, unlike f's tiny differences near the optimum). When a
+    coordinate at 0 should re-enter (its gradient is below the free coordinates' multiplier) or the Newton
+    system is singular, a Frank–Wolfe step is taken instead. Each point costs one chunked pass over the
+    whole support that yields f, ∇f and ∇²f together (`_Evaluator`); real prompts take two.
 
-    Screening (a large support, ``screen_margin`` not None): almost all of a real vocabulary carries
-    negligible mass under every member, yet every Newton iteration would pay for all of it. So the
-    solver first finds the optimum of the *screened bound* — per position only the tokens whose
-    max_k ℓ_k is within ``screen_margin`` nats of the position's highest log-prob, plus the observed
-    token and one pooled column for the rest (see `_Screened`) — which is cheap; then it continues from
-    there on the whole support, where the first evaluation is the certificate: if it already meets the
-    stopping rule no further work is done, otherwise Newton goes on with the true objective (on real
-    prompts: one more step, rarely two). The stopping rule, hence the guarantee, is always that of the
-    whole support; the screen only decides how much whole-support work is left.
+    It stops when f(λ) − min f is certified ≤ tol by either bound:
+      * the Frank–Wolfe gap g·λ − min_k g_k (tight at a vertex optimum, loose at a sharply curved one);
+      * the curvature bound ‖Pg‖² / 2μ, Pg the gradient projected on {Σ d = 0} and μ a lower bound of f's
+        curvature on the ball of radius r around λ that provably holds the optimum. Moving λ by x (Σ x = 0,
+        ‖x‖ ≤ r) changes every token's weight q_t(v) by a factor within exp(±√K·r·D), D = the inputs'
+        largest minus smallest log-prob, so no variance under q (the Hessian is mean_t Cov_q(ℓ)) shrinks by
+        more than that factor: μ(r) = exp(−√K·r·D)·μ₀, μ₀ the least eigenvalue of the Hessian at λ on
+        {Σ d = 0}. If r > 2‖Pg‖/μ(r), f
+        rises along every ray from λ before leaving the ball, so the optimum is inside, and there
+        f ≥ f(λ) − ‖Pg‖²/2μ(r) (strong convexity).
     """
     tol = scores.default_tol if tol is None else tol
-    if screen_margin is not None and not screen_margin > 0:
-        raise ValueError(f"exact weighting: screen_margin must be > 0 (or None: no screening), got {screen_margin}")
     if scores.members == 1:
-        return ExactResult(torch.ones(1, dtype=torch.float64), float(scores.member_nll[0]), 0.0, 0.0, 0, True,
-                           member_values=scores.member_nll)
-    screened = _Screened.build(scores, screen_margin) if screen_margin is not None else None
-    screened_iterations = 0
-    # the screened bound is exact at the vertices (for normalised inputs), so it gives each member's f cheaply
-    member_values = screened.vertex_values if screened is not None else scores.member_nll
-    start = _softmin(member_values)                      # softmax(−log PPL): a good interior start
-    if screened is not None:
-        start, _, _, _, screened_iterations, _ = _newton(screened.evaluate, start, tol, max_iter)
-    weights, state, gap, decrement, iterations, converged = _newton(_dense_evaluator(scores, screened), start, tol,
-                                                                    max_iter)
-    return ExactResult(torch.from_numpy(weights), state.value, max(gap, 0.0), decrement, iterations, converged,
-                       screened_iterations, screened.support if screened is not None else 0.0, member_values)
+        return ExactResult(torch.ones(1, dtype=torch.float64), float(scores.member_nll[0]), 0.0, 0, True)
+    start = _softmin(-scores.observed.double().mean(dim=1).numpy())
+    evaluate = _Evaluator(scores)
+    weights, state, gap, iterations, converged = _newton(evaluate, start, tol, max_iter, scores.highest - scores.lowest)
+    return ExactResult(torch.from_numpy(weights), state.value, float(max(gap, 0.0)), iterations, converged,
+                       evaluate.passes)
 
 
 def shrunk_weights(scores: PromptLogProbs, move: float = SHRUNK_MOVE, anchor: int | None = 0,
@@ -211,10 +199,10 @@ def shrunk_weights(scores: PromptLogProbs, move: float = SHRUNK_MOVE, anchor: in
     if anchor is not None and not 0 <= anchor < scores.members:
         raise ValueError(f"shrunk weighting: anchor must be a member index below {scores.members} or None, "
                          f"got {anchor}")
-    result = _exact_or_warn(scores, **exact_options, return_result=True)
+    weights = _exact_or_warn(scores, **exact_options)
     vertex = torch.zeros(scores.members, dtype=torch.float64)
-    vertex[int(np.argmin(result.member_values)) if anchor is None else anchor] = 1.0
-    return vertex + move * (result.weights - vertex)
+    vertex[int(np.argmin(scores.member_nll)) if anchor is None else anchor] = 1.0
+    return vertex + move * (weights - vertex)
 
 
 def solve(scores: PromptLogProbs, weighting: str, **options) -> torch.Tensor:
@@ -228,25 +216,25 @@ def solve(scores: PromptLogProbs, weighting: str, **options) -> torch.Tensor:
     return solvers[weighting](scores, **options).to(torch.float32)
 
 
-def _exact_or_warn(scores: PromptLogProbs, return_result: bool = False, **options):
+def _exact_or_warn(scores: PromptLogProbs, **options) -> torch.Tensor:
     result = exact_weights(scores, **options)
     if not result.converged:
-        warnings.warn(f"exact weights: not converged after {result.iterations} iterations (gap {result.gap:.2e}, "
-                      f"Newton estimate {result.decrement:.2e}); using the last iterate", RuntimeWarning)
-    return result if return_result else result.weights
+        warnings.warn(f"exact weights: not converged after {result.iterations} iterations (certified gap "
+                      f"{result.gap:.2e}); using the last iterate", RuntimeWarning)
+    return result.weights
 
 
-# -- Newton machinery: heavy sums in torch (the logp's dtype) or numpy, the K×K algebra in numpy float64 --------
+# -- Newton machinery: heavy sums in torch/numpy (the logp's dtype), the K×K algebra in numpy float64 ------------
 
 class _State:
-    """f, ∇f at one point; ∇²f only when asked (a certificate or a line-search point may not need it)."""
+    """f, ∇f and ∇²f at one point (∇²f made by a second pass on first use where the first pass skipped it)."""
 
-    def __init__(self, value: float, grad: np.ndarray, hess: Callable[[], np.ndarray]):
+    def __init__(self, value: float, grad: np.ndarray, hess: np.ndarray | Callable[[], np.ndarray]):
         self.value, self.grad, self._hess = value, grad, hess
 
     @functools.cached_property
     def hess(self) -> np.ndarray:
-        return self._hess()
+        return self._hess() if callable(self._hess) else self._hess
 
 
 def _softmin(values: np.ndarray) -> np.ndarray:
@@ -254,23 +242,22 @@ def _softmin(values: np.ndarray) -> np.ndarray:
     return weights / weights.sum()
 
 
-def _newton(evaluate: Callable[[np.ndarray], _State], weights: np.ndarray, tol: float, max_iter: int):
-    """Active-set Newton from ``weights`` on the objective that ``evaluate`` computes (see `exact_weights`).
-    Returns (weights, state, gap, decrement, iterations, converged)."""
+def _newton(evaluate: "_Evaluator", weights: np.ndarray, tol: float, max_iter: int, spread: float):
+    """Active-set Newton from ``weights`` (see `exact_weights`). Returns (weights, state, bound, iterations,
+    converged), bound the certified f(λ) − min f."""
     state = evaluate(weights)
     iterations = 0
     while True:
         grad = state.grad
-        gap = float(grad @ weights - grad.min())
-        if gap <= tol:
-            return weights, state, gap, float("nan"), iterations, True
+        bound = float(grad @ weights - grad.min())                      # Frank–Wolfe gap
+        if bound > tol:
+            bound = min(bound, _curvature_bound(grad, state.hess, spread))
+        if bound <= tol:
+            return weights, state, bound, iterations, True
+        if iterations >= max_iter:
+            return weights, state, bound, iterations, False
         direction = _newton_direction(grad, state.hess, weights > 0)
         newton = direction is not None and grad @ direction < 0
-        decrement = -float(grad @ direction) / 2 if newton else (0.0 if direction is not None else float("nan"))
-        if direction is not None and decrement <= tol / 100:
-            return weights, state, gap, decrement, iterations, True
-        if iterations >= max_iter:
-            return weights, state, gap, decrement, iterations, False
         if not newton:
             direction = -weights
             direction[np.argmin(grad)] += 1.0      # Frank–Wolfe: toward the best vertex
@@ -281,10 +268,36 @@ def _newton(evaluate: Callable[[np.ndarray], _State], weights: np.ndarray, tol: 
             # first try the minimum of the quadratic model along the Frank–Wolfe direction, not its far end
             step = min(step, -slope0 / float(direction @ hess @ direction))
         weights, state, step = _line_search(evaluate, weights, direction, step, slope0, state.value)
-        if newton and step == 1.0 and abs(float(state.grad @ direction)) <= 0.1 * abs(slope0):
-            # the full Newton step landed where the quadratic model said (the slope along it nearly vanished):
-            # its Hessian is still good for the next step and for the estimate of f − min f
-            state.__dict__["hess"] = hess
+
+
+def _curvature_bound(grad: np.ndarray, hess: np.ndarray, spread: float) -> float:
+    """‖Pg‖² / 2μ(r) for the smallest radius r with r > 2‖Pg‖/μ(r), μ(r) = exp(−√K·r·spread)·μ₀ (see
+    `exact_weights`); inf when the curvature is too small for any radius."""
+    members = len(grad)
+    projected = float(np.linalg.norm(grad - grad.mean()))
+    if projected == 0.0:
+        return 0.0
+    least = float(np.linalg.eigvalsh(_tangent_basis(members).T @ hess @ _tangent_basis(members))[0])
+    rate, reach = np.sqrt(members) * max(spread, 1e-12), 2 * projected / least if least > 0 else np.inf
+    if not reach * rate * np.e < 1:      # r·exp(−rate·r) never exceeds reach
+        return float("inf")
+    radius = reach
+    for _ in range(100):                 # the smallest root of r = reach·exp(rate·r), from below
+        radius, previous = reach * np.exp(rate * radius), radius
+        if radius - previous <= 1e-12 * radius:
+            break
+    radius *= 1 + 1e-9
+    if not radius * np.exp(-rate * radius) > reach:
+        return float("inf")
+    return projected ** 2 / (2 * least * np.exp(-rate * radius))
+
+
+@functools.lru_cache(maxsize=None)
+def _tangent_basis(members: int) -> np.ndarray:
+    """An orthonormal basis [K, K−1] of {x: Σ x = 0}."""
+    basis = np.linalg.qr(np.column_stack([np.ones(members), np.eye(members)[:, 1:]]))[0][:, 1:]
+    basis.flags.writeable = False
+    return basis
 
 
 def _mixed(scores: PromptLogProbs, weights: np.ndarray) -> torch.Tensor:
@@ -297,119 +310,113 @@ def _value(scores: PromptLogProbs, weights: np.ndarray) -> float:
     return float((lse - torch.from_numpy(weights) @ scores.observed.double()).mean())
 
 
-def _dense_evaluator(scores: PromptLogProbs, screened: "_Screened | None" = None) -> Callable[[np.ndarray], _State]:
-    """f, ∇f = mean_t(E_q[ℓ] − ℓ_y) and (lazily) ∇²f = mean_t Cov_q(ℓ), q_t = softmax_s(λ·ℓ_t), on the whole support.
+class _Evaluator:
+    """f, ∇f and ∇²f at one λ from one pass over the whole support, in coordinates relative to member 0:
+    λ·ℓ = ℓ₀ + Σ_{k≥1} λ_k d_k with d_k = ℓ_k − ℓ₀. Per position t, with e_t = exp(λ·ℓ_t − shift_t) and
+    z_t = Σ_s e_t, q_t = e_t / z_t:
 
-    The passes over the [K, T, S] input are what cost (memory traffic): Σ_k λ_k ℓ_k into a fresh buffer, exp
-    in place, the row sums, and one batched product for all E_q[ℓ_k]. With a ``screened`` bound at hand its
-    per-position data say whether exp can go without the usual max shift (every position has a token that
-    all members give ≥ e^−40, and no log-prob is large), which saves a pass. ∇²f (only for Newton's step
-    and its estimate of f − min f, never for the gap) is the costliest part: it is made only when asked
-    for, and `_newton` reuses it after a full step that the quadratic model predicted well. Sums stay in
-    the input's dtype (blocked reductions: float32 over 49k tokens is good to ~1e-7 relative)."""
-    logp, observed = scores.logp, scores.observed.double()
-    members, positions, size = logp.shape
-    by_position = logp.numpy().transpose(1, 0, 2)                          # [T, K, S] view
-    unshifted = screened is not None and screened.exp_is_safe_unshifted
+        f = mean_t (shift_t + log z_t − λ·ℓ_t(y_t)),   ∂f/∂λ_k = mean_t (E_q[d_k] − d_k(y_t)),
+        ∂²f/∂λ_k∂λ_j = mean_t (E_q[d_k d_j] − E_q[d_k] E_q[d_j])
 
-    def evaluate(weights: np.ndarray) -> _State:
-        unnormalised = (torch.from_numpy(weights).to(logp.dtype) @ scores.flat).view(positions, size)
-        if unshifted:
-            top = torch.zeros(positions, 1, dtype=logp.dtype)
-        else:
-            top = unnormalised.amax(dim=1, keepdim=True)
-            unnormalised.sub_(top)
-        unnormalised.exp_()
-        z = unnormalised.sum(dim=1)                                        # [T]
-        e = unnormalised.numpy()
-        weighted = np.matmul(by_position, e[:, :, None])[:, :, 0]         # Σ_s e·ℓ_k   [T, K]
-        mean = weighted / z.numpy()[:, None]                                # E_q[ℓ_k] per position
-        lse = top[:, 0].double() + torch.log(z.double())
-        value = float((lse - torch.from_numpy(weights) @ observed).mean())
-        grad = (mean.astype(np.float64) - observed.numpy().T).mean(axis=0)
+    for k, j ≥ 1, and 0 in member 0's row and column. This gradient is ∇f minus a constant vector and this
+    Hessian agrees with ∇²f on {Σ x = 0}; both are all that the simplex-constrained steps and the bounds use.
 
-        def hess() -> np.ndarray:
-            # Cov_q(ℓ) = E_q[ℓ ℓᵀ] − E_q[ℓ] E_q[ℓ]ᵀ per position
-            second = np.matmul(by_position * e[:, None, :], by_position.transpose(0, 2, 1))   # Σ_s e ℓ_k ℓ_l
-            second = second.astype(np.float64) / z.numpy().astype(np.float64)[:, None, None]
-            first = mean.astype(np.float64)
-            return (second - first[:, :, None] * first[:, None, :]).mean(axis=0)
-        return _State(value, grad, hess)
-    return evaluate
+    The pass reads each input once, in chunks of positions whose work arrays (reused, so they stay in cache)
+    hold d_k, e and e·d_k: per chunk K − 1 subtractions, adds and products, one exp, one sum and K − 1
+    batched matrix products, with every view made once (per-call overhead matters at this size). No shift
+    (no max pass) is needed where no log-prob exceeds 40 (nothing overflows) and each position keeps
+    z_t ≥ 1e-30 (what underflows is then below 1e-16 of z_t); chunks that fail the check are redone with
+    shift_t = each position's maximum. Float32 inputs with extreme log-probs, such as floored log 0, are
+    solved in float64: ℓ₀ + λ·d would lose their low digits."""
 
-
-class _Screened:
-    """The screened bound of f: per position, the tokens that some member gives a log-prob within a margin of
-    the position's highest one, the observed token, and one pooled column holding each member's remaining
-    mass (1 − Σ_kept p_k, so the inputs are taken to be normalised). As for a truncated support, Hölder's
-    inequality makes this an upper bound of f that is exact at the vertices; its optimum is a start one
-    whole-support Newton step away from the true optimum, or already at it.
-
-    Stored ragged (position-major, float64 numpy, the pooled column last in each position's segment), so that
-    a position with a flat distribution keeps many tokens without padding every other position to as many."""
-
-    def __init__(self, logp: np.ndarray, starts: np.ndarray, position: np.ndarray, shift: np.ndarray | None,
-                 observed: np.ndarray, vertex_values: np.ndarray, support: float):
-        self.logp, self.starts, self.position, self.observed = logp, starts, position, observed
-        self.shift = shift                  # per-position exp() shift, or None: take each evaluation's maximum
-        self.shift_each = None if shift is None else shift[position]
-        self.vertex_values, self.support = vertex_values, support
-
-    @classmethod
-    def build(cls, scores: PromptLogProbs, margin: float) -> "_Screened | None":
-        """None when screening would not pay (a small support, or the margin keeps most of it)."""
+    @torch.inference_mode()          # the work arrays are inference tensors: every use stays in this mode
+    def __init__(self, scores: PromptLogProbs):
         logp = scores.logp
+        if logp.dtype == torch.float32 and scores.lowest < EXACT_FLOAT32_LOWEST:
+            logp = logp.double()
         members, positions, size = logp.shape
-        if size < SCREEN_MIN_SUPPORT:
-            return None
-        top = logp.amax(dim=2).max(dim=0).values.numpy()                  # max_{k,s} ℓ per position
-        threshold = (top - margin)[:, None]
-        by_member = logp.numpy()
-        keep = by_member[0] >= threshold
-        for k in range(1, members):
-            keep |= by_member[k] >= threshold                              # max_k ℓ_k within the margin
-        keep[np.arange(positions), scores.target.numpy()] = True
-        flat_index = np.flatnonzero(keep)
-        if flat_index.size > SCREEN_MAX_SHARE * keep.size:
-            return None
-        kept = scores.flat.numpy()[:, flat_index].astype(np.float64)      # [K, n]
-        token_position = flat_index // size
-        counts = np.bincount(token_position, minlength=positions)
-        ends = np.cumsum(counts)
-        starts = ends - counts + np.arange(positions)                      # segments grow by the pooled column
-        kept_mass = np.add.reduceat(np.exp(kept), ends - counts, axis=1)  # [K, T]
-        with np.errstate(divide="ignore"):
-            rest = np.maximum(np.log1p(-np.minimum(kept_mass, 1.0)), LOGP_FLOOR)     # pooled remaining mass
-        ragged = np.empty((members, flat_index.size + positions))
-        ragged[:, np.arange(flat_index.size) + token_position] = kept
-        ragged[:, ends + np.arange(positions)] = rest
-        position = np.repeat(np.arange(positions), counts + 1)
-        # exp(λ·ℓ − shift) with a fixed shift ≥ max λ·ℓ is safe while λ·ℓ ≥ min_k ℓ_k of some token stays
-        # far above float64's underflow; otherwise each evaluation takes its own maximum
-        shift = np.maximum(top.astype(np.float64), rest.max(axis=0))
-        floor_of_best = np.maximum.reduceat(ragged.min(axis=0), starts)  # per position: max over tokens of min_k ℓ_k
-        vertex_values = (np.log(kept_mass + np.exp(rest)) - scores.observed.double().numpy()).mean(axis=1)
-        screened = cls(ragged, starts, position, shift if (floor_of_best - shift > -600).all() else None,
-                       scores.observed.double().numpy(), vertex_values, flat_index.size / positions)
-        # the whole-support exp may skip its max shift when no position can underflow (some token has λ·ℓ ≥ −40
-        # for every λ, so what flushes to 0 below e^−87 is < 1e-16 of the sum) and nothing can overflow
-        kept_floor = np.maximum.reduceat(kept.min(axis=0), ends - counts)  # the same over real tokens only
-        screened.exp_is_safe_unshifted = bool((kept_floor >= -40).all() and (shift <= 40).all())
-        return screened
+        self.members, self.positions, self.passes = members, positions, 0
+        self.unshifted = scores.highest <= 40.0
+        self.observed = scores.observed.double().numpy()                              # ℓ_k(y_t)   [K, T]
+        step = max(1, CHUNK_ELEMENTS // size)
+        diff, weighted = _work_arrays(logp.dtype, members, step, size)
+        self.z = torch.empty(positions, dtype=logp.dtype)
+        self.chunks = []
+        for begin in range(0, positions, step):
+            end = min(positions, begin + step)
+            c = end - begin
+            self.chunks.append(_Chunk(begin, end, logp[0, begin:end], logp[1:, begin:end], diff[:, :c],
+                                      weighted[:, :c], self.z[begin:end]))
 
-    def evaluate(self, weights: np.ndarray) -> _State:
-        mixed = weights @ self.logp
-        shift = self.shift if self.shift is not None else np.maximum.reduceat(mixed, self.starts)
-        unnormalised = np.exp(mixed - (self.shift_each if self.shift is not None else shift[self.position]))
-        z = np.add.reduceat(unnormalised, self.starts)
-        mean = np.add.reduceat(self.logp * unnormalised, self.starts, axis=1) / z          # E_q[ℓ_k]   [K, T]
+    @torch.inference_mode()
+    def __call__(self, weights: np.ndarray, hessian: bool | None = None) -> _State:
+        others, self.passes = self.members - 1, self.passes + 1
+        if hessian is None:
+            hessian = not (weights == 1.0).any()  # at a vertex the Frank–Wolfe gap usually decides: no Hessian
+        sums = np.empty((self.positions, others + 1 if hessian else 1, others))   # Σ_s e·d_j, Σ_s e·d_k·d_j
+        shift = np.zeros(self.positions)
+        alphas = [float(w) for w in weights[1:]]
+        for chunk in self.chunks:
+            chunk.run(alphas, hessian, sums[chunk.begin:chunk.end], None if self.unshifted else shift)
+        z = self.z.double().numpy()
+        if self.unshifted and z.min() < 1e-30:                 # rare: redo the chunks that underflowed, shifted
+            for chunk in self.chunks:
+                if z[chunk.begin:chunk.end].min() < 1e-30:
+                    chunk.run(alphas, hessian, sums[chunk.begin:chunk.end], shift)
+            z = self.z.double().numpy()
+        sums /= z[:, None, None]
+        first = sums[:, 0]                                                   # E_q[d_j]   [T, K−1]
         value = float((shift + np.log(z) - weights @ self.observed).mean())
-        grad = (mean - self.observed).mean(axis=1)
-
-        def hess() -> np.ndarray:
-            centred = self.logp - mean[:, self.position]
-            return (centred * (unnormalised / z[self.position])) @ centred.T / len(self.starts)
+        grad = np.concatenate([[0.0], (first - (self.observed[1:] - self.observed[:1]).T).mean(axis=0)])
+        if not hessian:
+            return _State(value, grad, lambda: self(weights, hessian=True).hess)
+        hess = np.zeros((others + 1, others + 1))
+        hess[1:, 1:] = (sums[:, 1:] - first[:, :, None] * first[:, None, :]).mean(axis=0)
         return _State(value, grad, hess)
+
+
+_WORK = threading.local()
+
+
+def _work_arrays(dtype: torch.dtype, members: int, step: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`_Evaluator`'s work arrays d_k [K−1, c, S] and (e, e·d_k) [K, c, S], kept per thread for the next prompt
+    of the same shape: fresh ones of this size would cost page faults on every solve."""
+    key = (dtype, members, step, size)
+    if getattr(_WORK, "key", None) != key:
+        _WORK.key, _WORK.arrays = key, (torch.empty((members - 1, step, size), dtype=dtype),
+                                        torch.empty((members, step, size), dtype=dtype))
+    return _WORK.arrays
+
+
+class _Chunk:
+    """One chunk of positions of `_Evaluator`'s pass, with its views made once."""
+
+    def __init__(self, begin, end, base, others, diff, weighted, z):
+        self.begin, self.end, self.z = begin, end, z
+        self.base, self.diff, self.e = base, diff, weighted[0]
+        self.base_np, self.others_np, self.diff_np = base.numpy(), others.numpy(), diff.numpy()
+        self.e_np, self.weighted_np = weighted[0].numpy(), weighted.numpy().transpose(1, 0, 2)   # [c, K, S] view
+        self.products = [weighted[k + 1].numpy() for k in range(len(diff))]
+        self.columns = [self.diff_np[k][:, :, None] for k in range(len(diff))]
+
+    def run(self, alphas, hessian, sums, shift) -> None:
+        """e = exp(λ·ℓ − shift) (shift: each position's maximum, written into ``shift``; None: no shift), z = Σ e,
+        and ``sums`` = Σ e·d_j (and Σ e·d_k·d_j)."""
+        for k, alpha in enumerate(alphas):
+            np.subtract(self.others_np[k], self.base_np, out=self.diff_np[k])
+            torch.add(self.base if k == 0 else self.e, self.diff[k], alpha=alpha, out=self.e)
+        if shift is not None:
+            top = self.e_np.max(axis=1)
+            shift[self.begin:self.end] = top
+            self.e_np -= top[:, None]
+        np.exp(self.e_np, out=self.e_np)
+        torch.sum(self.e, dim=1, out=self.z)
+        if hessian:
+            for k, product in enumerate(self.products):
+                np.multiply(self.e_np, self.diff_np[k], out=product)
+        rows = self.weighted_np if hessian else self.weighted_np[:, :1]     # [c, K or 1, S]: e (, e·d_k)
+        for j, column in enumerate(self.columns):
+            sums[:, :, j] = np.matmul(rows, column)[:, :, 0]
 
 
 def _newton_direction(grad, hess, free):

@@ -54,7 +54,7 @@ def test_exact_matches_a_brute_force_search_on_the_simplex():
             for a, b in itertools.product(np.linspace(0, 1, 101), repeat=2) if a + b <= 1 + 1e-12]
     best = min(objective(scores, w.clamp_min(0)) for w in grid)
     result = exact_weights(scores, tol=1e-9)
-    assert result.gap <= 1e-9 or result.decrement <= 1e-11          # the documented stopping rule
+    assert result.gap <= 1e-9                              # the documented stopping rule
     assert result.value <= best + 1e-12                    # no grid point beats it
     assert result.value >= best - 1e-3                     # and the grid (step 0.01) gets close to it
 
@@ -63,7 +63,7 @@ def test_exact_reports_a_valid_gap_and_obeys_the_tolerance():
     scores = _random_scores(4, positions=20, vocab=50, seed=11)
     loose = exact_weights(scores, tol=1e-2)
     tight = exact_weights(scores, tol=1e-10)
-    assert tight.gap <= 1e-10 or tight.decrement <= 1e-12
+    assert tight.gap <= 1e-10
     assert loose.value - tight.value <= loose.gap + 1e-12   # the gap bounds the distance to the optimum
     assert tight.converged and loose.converged
     assert objective(scores, tight.weights) == pytest.approx(tight.value, abs=1e-12)
@@ -154,11 +154,11 @@ def test_bad_inputs_are_rejected():
         greedy_weights(scores, grid_step=0)
 
 
-# -- the screened solver on a large vocabulary --------------------------------------------------------------
+# -- the whole-vocabulary evaluator and the certified bound ----------------------------------------------------
 
 def _large_vocabulary_scores(members: int, seed: int, positions: int = 12, vocab: int = 4096,
                              dtype=torch.float64) -> PromptLogProbs:
-    """Peaky distributions over a vocabulary large enough to be screened (most tokens far below the top)."""
+    """Peaky distributions over a large vocabulary (most tokens far below the top), like a real LM's."""
     generator = torch.Generator().manual_seed(seed)
     shared = torch.randn(1, positions, vocab, generator=generator) * 5
     own = torch.randn(members, positions, vocab, generator=generator) * 2
@@ -167,66 +167,130 @@ def _large_vocabulary_scores(members: int, seed: int, positions: int = 12, vocab
     return PromptLogProbs(logp.to(dtype), target)
 
 
-def _whole_vocabulary_gap(scores: PromptLogProbs, weights: torch.Tensor) -> float:
-    """The Frank–Wolfe gap recomputed independently: ∇f by autograd of the plain objective in float64."""
-    lam = weights.detach().double().clone().requires_grad_(True)
+def _autograd(scores: PromptLogProbs, weights) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """f, ∇f and ∇²f of the plain objective by autograd in float64 (independent of the solver's evaluator)."""
     logp = scores.logp.double()
-    mixed = torch.einsum("k,kts->ts", lam, logp)
     observed = logp[:, torch.arange(logp.shape[1]), scores.target]
-    value = (torch.logsumexp(mixed, dim=1) - lam @ observed).mean()
-    (grad,) = torch.autograd.grad(value, lam)
-    return float(grad @ lam.detach() - grad.min())
+
+    def f(lam):
+        return (torch.logsumexp(torch.einsum("k,kts->ts", lam, logp), dim=1) - lam @ observed).mean()
+    lam = torch.as_tensor(weights, dtype=torch.float64)
+    grad = torch.autograd.functional.jacobian(f, lam)
+    hess = torch.autograd.functional.hessian(f, lam)
+    return float(f(lam)), grad, hess
 
 
-@pytest.mark.parametrize("members,seed", [(2, 0), (2, 1), (3, 2), (4, 3)])
-def test_screened_solver_is_certified_on_the_whole_vocabulary(members, seed):
+def _tangent(matrix: torch.Tensor) -> np.ndarray:
+    from blendkit.packllm.weights import _tangent_basis
+
+    basis = _tangent_basis(matrix.shape[0])
+    return basis.T @ np.asarray(matrix, dtype=np.float64) @ basis
+
+
+@pytest.mark.parametrize("members,seed,chunk", [(2, 0, 5 * 4096), (3, 1, 4096), (4, 2, 1 << 17)])
+def test_the_whole_vocabulary_evaluator_matches_autograd(members, seed, chunk, monkeypatch):
+    """f, the gradient (up to a constant vector, which the simplex steps ignore) and the Hessian on {Σx = 0},
+    over chunks of 5, 1 and all 12 positions."""
+    import blendkit.packllm.weights as weights_module
+
+    monkeypatch.setattr(weights_module, "CHUNK_ELEMENTS", chunk)
     scores = _large_vocabulary_scores(members, seed)
-    result = exact_weights(scores, tol=1e-8)
-    assert 0 < result.screened_support < 0.25 * 4096                     # the screen was used, and cut a lot
-    assert result.converged and (result.gap <= 1e-8 or result.decrement <= 1e-10)
-    # the reported gap is the whole vocabulary's, not the screened bound's
-    assert result.gap == pytest.approx(_whole_vocabulary_gap(scores, result.weights), abs=1e-9)
-    assert objective(scores, result.weights) == pytest.approx(result.value, abs=1e-12)
-    assert result.member_values == pytest.approx(scores.member_nll, abs=1e-9)   # exact at the vertices
+    evaluate = weights_module._Evaluator(scores)
+    for point in (np.full(members, 1.0 / members), np.eye(members)[0] * 0.7 + 0.3 / members):
+        state = evaluate(point)
+        value, grad, hess = _autograd(scores, point)
+        assert state.value == pytest.approx(value, abs=1e-12)
+        assert np.allclose(state.grad - state.grad.mean(), (grad - grad.mean()).numpy(), atol=1e-10)
+        assert np.allclose(_tangent(torch.from_numpy(state.hess)), _tangent(hess), atol=1e-9)
+    vertex = evaluate(np.eye(members)[1])                     # a vertex: the Hessian comes from a second pass
+    assert np.allclose(_tangent(torch.from_numpy(vertex.hess)), _tangent(_autograd(scores, np.eye(members)[1])[2]),
+                       atol=1e-9)
 
 
-@pytest.mark.parametrize("members,seed", [(2, 4), (3, 5), (5, 6)])
-def test_screened_and_unscreened_solvers_find_the_same_optimum(members, seed):
+@pytest.mark.parametrize("members,seed", [(2, 3), (2, 4), (3, 5), (5, 6)])
+def test_the_reported_gap_bounds_the_distance_to_the_optimum(members, seed):
     scores = _large_vocabulary_scores(members, seed)
-    screened = exact_weights(scores, tol=1e-9)
-    whole = exact_weights(scores, tol=1e-9, screen_margin=None)
-    assert whole.screened_support == 0 and whole.screened_iterations == 0
-    assert abs(screened.value - whole.value) <= 1e-9
-    assert torch.allclose(screened.weights, whole.weights, atol=1e-4)
+    optimum = exact_weights(scores, tol=1e-12)
+    assert optimum.converged
+    for tol in (1e-2, 1e-4, 1e-6, 1e-8):
+        result = exact_weights(scores, tol=tol)
+        assert result.converged and result.gap <= tol
+        assert result.value - optimum.value <= result.gap + 1e-12
     vertices = [objective(scores, _vertex(k, members)) for k in range(members)]
-    assert screened.value <= min(vertices) + 1e-12
+    assert optimum.value <= min(vertices) + 1e-12
 
 
-def test_screened_solver_on_float32_inputs_and_a_tight_margin():
+def test_the_curvature_bound_holds_near_the_optimum_and_is_tighter_than_the_gap():
+    """‖Pg‖²/2μ(r) ≥ f(λ) − min f at points around an interior optimum, and far below the Frank–Wolfe gap there
+    (the case it exists for); it refuses (inf) where the curvature cannot vouch for the optimum's whereabouts."""
+    from blendkit.packllm.weights import _curvature_bound
+
+    scores = _large_vocabulary_scores(3, seed=9)
+    optimum = exact_weights(scores, tol=1e-12)
+    assert (optimum.weights > 0.05).all()                      # interior
+    spread = scores.highest - scores.lowest
+    generator = np.random.default_rng(0)
+    tighter = 0
+    for scale in (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1):
+        for _ in range(5):
+            step = generator.normal(size=3)
+            point = optimum.weights.numpy() + scale * (step - step.mean())
+            value, grad, hess = _autograd(scores, point)
+            bound = _curvature_bound(grad.numpy(), hess.numpy(), spread)
+            assert value - optimum.value <= bound * (1 + 1e-9) + 1e-14
+            gap = float(grad @ torch.from_numpy(point) - grad.min())
+            tighter += bound < gap / 10
+    assert tighter >= 10
+    assert _curvature_bound(np.array([0.0, 1.0]), np.zeros((2, 2)), spread) == float("inf")   # no curvature
+    assert _curvature_bound(np.array([0.3, 0.3]), np.eye(2), spread) == 0.0                   # stationary
+
+
+def test_float32_prompts_on_a_large_vocabulary():
     scores64 = _large_vocabulary_scores(2, seed=7, positions=20)
     scores32 = PromptLogProbs(scores64.logp.float(), scores64.target)
-    reference = exact_weights(scores64, tol=1e-10, screen_margin=None)
-    for margin in (2.0, 10.0):        # a tight screen gives a worse start, never a worse answer
-        result = exact_weights(scores32, screen_margin=margin)
-        assert result.converged
-        assert objective(scores64, result.weights) <= reference.value + 1e-5
-    with pytest.raises(ValueError, match="screen_margin"):
-        exact_weights(scores64, screen_margin=0)
+    reference = exact_weights(scores64, tol=1e-10)
+    result = exact_weights(scores32)
+    assert result.converged and result.gap <= 1e-5
+    assert objective(scores64, result.weights) <= reference.value + 1e-5
 
 
-def test_floored_members_are_screened_safely():
-    """A member that gives most tokens log 0 (floored to −1e4): exp must neither underflow to an empty sum nor
-    lose the certificate."""
+def test_floored_and_unnormalised_inputs():
+    """log 0 (floored to −1e4: float32 solved in float64), positions whose every log-prob is far below 0 (exp
+    without a shift would underflow) and large unnormalised scores (it would overflow): all as autograd says."""
     scores = _large_vocabulary_scores(2, seed=8)
     logp = scores.logp.clone()
     logp[1, :, 100:] = float("-inf")
     logp[1, :, :100] = torch.log_softmax(logp[1, :, :100], dim=-1)
     target = torch.arange(12)                                             # tokens both members allow
-    floored = PromptLogProbs(logp, target)
+    floored = PromptLogProbs(logp.float(), target)
     result = exact_weights(floored, tol=1e-8)
-    whole = exact_weights(floored, tol=1e-8, screen_margin=None)
+    reference = exact_weights(PromptLogProbs(logp, target), tol=1e-10)
     assert result.converged and torch.isfinite(result.weights).all()
-    assert abs(result.value - whole.value) <= 1e-8
+    assert abs(objective(floored, result.weights) - reference.value) <= 1e-6
+    for shift in (-150.0, 60.0):                    # underflow: redone shifted; overflow risk: shifted from the start
+        shifted_logp = scores.logp.clone()
+        shifted_logp[:, :4] += shift
+        shifted = PromptLogProbs(shifted_logp, scores.target)
+        point = np.array([0.6, 0.4])
+        state = __import__("blendkit.packllm.weights", fromlist=["_Evaluator"])._Evaluator(shifted)(point)
+        value, grad, _ = _autograd(shifted, point)
+        assert state.value == pytest.approx(value, abs=1e-10)
+        assert np.allclose(state.grad - state.grad.mean(), (grad - grad.mean()).numpy(), atol=1e-10)
+
+
+def test_work_arrays_shared_between_prompts_of_different_shapes():
+    """The evaluator's work arrays are reused per thread: solving prompts of other shapes in between changes
+    nothing."""
+    first = _large_vocabulary_scores(2, seed=10, positions=7)
+    alone = exact_weights(first, tol=1e-10)
+    for other in (_large_vocabulary_scores(3, seed=11), _large_vocabulary_scores(2, seed=12, vocab=1000),
+                  _large_vocabulary_scores(2, seed=13, positions=30)):
+        exact_weights(other)
+        again = exact_weights(first, tol=1e-10)
+        assert torch.equal(again.weights, alone.weights) and again.value == alone.value
+        with torch.inference_mode():                # as in generation: the same arrays serve in either mode
+            assert torch.equal(exact_weights(first, tol=1e-10).weights, alone.weights)
+    assert alone.passes >= alone.iterations + 1
 
 
 # -- shrunk weights ---------------------------------------------------------------------------------------------
@@ -235,7 +299,7 @@ def test_shrunk_weights_lie_between_the_anchor_and_the_exact_optimum():
     from blendkit.packllm.weights import shrunk_weights
 
     scores = _random_scores(3, positions=12, vocab=40, seed=9)
-    exact = exact_weights(scores, tol=1e-10)
+    exact = exact_weights(scores)                     # the tolerance shrunk_weights uses
     best = int(np.argmin(scores.member_nll))
     for anchor, vertex in ((None, _vertex(best, 3)), (0, _vertex(0, 3)), (2, _vertex(2, 3))):
         assert torch.allclose(shrunk_weights(scores, move=1.0, anchor=anchor), exact.weights)
