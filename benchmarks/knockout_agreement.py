@@ -33,9 +33,11 @@ import torch
 from common import ROOT, SHARED
 
 from blendkit.pairranker.aggregation import (
+    best_first,
     estimate_row_sums,
     final_round_pairs,
     knockout,
+    knockout_chain,
     knockout_comparisons,
     max_logits,
 )
@@ -119,8 +121,9 @@ def one_way_logits(ranker, rows: list[dict], args, cache: str) -> list[torch.Ten
 
 # --------------------------------------------------------------------------------------------- #
 # Strategies: each has knockout's signature, (num_candidates, compare) -> one score vector per row. Apart from
-# "sequential (before)", each is a first stage that connects every candidate, then ``final`` pairs per row
-# chosen by ``select`` (in ``final_rounds`` rounds), scored by the filled-in row sums.
+# "sequential (before)", each is a first stage that connects every candidate (num_candidates, compare) -> the
+# observed logits per row, then ``final`` pairs per row chosen by ``select`` (in ``final_rounds`` rounds),
+# scored by the filled-in row sums. The chain stage is knockout's own (`knockout_chain`).
 
 def sequential(num_candidates, compare):
     """The former knockout: the champion meets each next candidate; only the champion scores high."""
@@ -132,22 +135,16 @@ def sequential(num_candidates, compare):
     return [torch.nn.functional.one_hot(torch.tensor(c), n).float() for c, n in zip(champions, num_candidates)]
 
 
-def chain_stage(num_candidates, compare, observed):
-    """N - 1 rounds: the champion (winner so far) meets each next candidate, as ``knockout`` does."""
-    champions = [0] * len(num_candidates)
-    for challenger in range(1, max(num_candidates, default=0)):
-        live = [r for r, n in enumerate(num_candidates) if challenger < n]
-        for r, logit in zip(live, play(compare, observed, [(r, challenger, champions[r]) for r in live])):
-            champions[r] = challenger if logit > 0 else champions[r]
-
-
-def star_stage(num_candidates, compare, observed):
+def star_stage(num_candidates, compare):
     """One round: every candidate meets candidate 0."""
+    observed = [{} for _ in num_candidates]
     play(compare, observed, [(r, i, 0) for r, n in enumerate(num_candidates) for i in range(1, n)])
+    return observed
 
 
-def bracket_stage(num_candidates, compare, observed):
+def bracket_stage(num_candidates, compare):
     """Single elimination, about log2(N) rounds: neighbours meet, winners go on (an odd one out waits)."""
+    observed = [{} for _ in num_candidates]
     alive = [list(range(n)) for n in num_candidates]
     while any(len(a) > 1 for a in alive):
         triples = [(r, a[k + 1], a[k]) for r, a in enumerate(alive) for k in range(0, len(a) - 1, 2)]
@@ -155,11 +152,12 @@ def bracket_stage(num_candidates, compare, observed):
         for r, a in enumerate(alive):
             alive[r] = [(a[k + 1] if next(winners) > 0 else a[k]) if k + 1 < len(a) else a[k]
                         for k in range(0, len(a), 2)]
+    return observed
 
 
 def round_robin_pairs(scores, observed, count):
     """Unseen pairs among the leaders by ``scores``: the top 2, then the top 3, ... (a final round-robin)."""
-    order = ranking(scores)
+    order = best_first(scores)
     picked = []
     for last in range(1, len(order)):
         for first in range(last):
@@ -169,9 +167,8 @@ def round_robin_pairs(scores, observed, count):
     return picked
 
 
-def staged(num_candidates, compare, first=chain_stage, final=4, select=final_round_pairs, final_rounds=1):
-    observed = [{} for _ in num_candidates]
-    first(num_candidates, compare, observed)
+def staged(num_candidates, compare, first=knockout_chain, final=4, select=final_round_pairs, final_rounds=1):
+    observed = first(num_candidates, compare)
     for round_ in range(final_rounds):
         share = final // final_rounds + (round_ < final % final_rounds)
         play(compare, observed, [(r, i, j) for r, n in enumerate(num_candidates)
@@ -186,7 +183,7 @@ def swiss(num_candidates, compare, comparisons_per_row: int = 15):
     while True:
         triples = []
         for r, n in enumerate(num_candidates):
-            order = ranking(estimate_row_sums(n, observed[r]))
+            order = best_first(estimate_row_sums(n, observed[r]))
             budget = min(comparisons_per_row, n * (n - 1) // 2) - len(observed[r])
             while len(order) > 1 and budget > 0:
                 i = order.pop(0)
@@ -208,10 +205,6 @@ def play(compare, observed: list[dict], triples: list[tuple[int, int, int]]) -> 
     for (r, i, j), logit in zip(triples, logits):
         observed[r][(i, j)] = logit
     return logits
-
-
-def ranking(scores: torch.Tensor) -> list[int]:
-    return sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i))
 
 
 STRATEGIES = {
@@ -249,8 +242,8 @@ def replay(strategy, matrices: list[torch.Tensor], judge: list[torch.Tensor]) ->
         return torch.tensor([float(matrices[r][i, j]) for r, i, j in triples])
 
     scores = strategy([m.shape[0] for m in matrices], compare)
-    picks = [ranking(s)[0] for s in scores]
-    full = [ranking(max_logits(m))[0] for m in matrices]
+    picks = [best_first(s)[0] for s in scores]
+    full = [best_first(max_logits(m))[0] for m in matrices]
     rows = len(matrices)
     return {"same_top1_pct": round(100 * sum(p == f for p, f in zip(picks, full)) / rows, 1),
             "passes_per_row": round(2 * pairs / rows, 2), "rounds": len(calls),
@@ -265,8 +258,8 @@ def verify(ranker, rows: list[dict], matrices: list[torch.Tensor]) -> dict:
     seconds = time.perf_counter() - start
     replayed = knockout([m.shape[0] for m in matrices],
                         lambda triples: torch.tensor([float(matrices[r][i, j]) for r, i, j in triples]))
-    differ = [k for k, (res, s) in enumerate(zip(results, replayed)) if res.best != ranking(s)[0]]
-    full = [ranking(max_logits(m))[0] for m in matrices]
+    differ = [k for k, (res, s) in enumerate(zip(results, replayed)) if res.best != best_first(s)[0]]
+    full = [best_first(max_logits(m))[0] for m in matrices]
     return {"rows_where_real_differs_from_replay": len(differ), "differing_rows": differ,
             "real_same_top1_pct": round(100 * sum(r.best == f for r, f in zip(results, full)) / len(rows), 1),
             "expected_passes": sum(2 * knockout_comparisons(m.shape[0]) for m in matrices),

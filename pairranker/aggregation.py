@@ -88,7 +88,7 @@ def final_round_pairs(scores: torch.Tensor, observed: dict[tuple[int, int], floa
     meets the strongest opponents it has not met, alternately, so that the difference rests on common
     opponents; small rows with nothing left of that fall back to any unseen pair, strongest first.
     """
-    order = sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i))
+    order = best_first(scores)
     seen = {frozenset(pair) for pair in observed}
     picked: list[tuple[int, int]] = []
 
@@ -120,16 +120,7 @@ def knockout(num_candidates: Sequence[int], compare: Compare, final: int = KNOCK
     if final < 0:
         raise ValueError(f"final must be >= 0 final-round comparisons per row, got {final}")
     sizes = list(num_candidates)
-    observed: list[dict[tuple[int, int], float]] = [{} for _ in sizes]
-    champions = [0] * len(sizes)
-    for challenger in range(1, max(sizes, default=0)):
-        live = [r for r, n in enumerate(sizes) if challenger < n]
-        logits = compare([(r, challenger, champions[r]) for r in live])
-        for r, logit in zip(live, logits.tolist()):
-            observed[r][(challenger, champions[r])] = logit
-            if logit > 0:
-                champions[r] = challenger
-
+    observed = knockout_chain(sizes, compare)
     triples = []
     for r, n in enumerate(sizes):
         budget = knockout_comparisons(n, final) - len(observed[r])
@@ -141,9 +132,31 @@ def knockout(num_candidates: Sequence[int], compare: Compare, final: int = KNOCK
     return [estimate_row_sums(n, seen) for n, seen in zip(sizes, observed)]
 
 
+def knockout_chain(num_candidates: Sequence[int], compare: Compare) -> list[dict[tuple[int, int], float]]:
+    """:func:`knockout`'s first stage: in N - 1 rounds the champion (the winner so far, at first candidate 0)
+    meets each next candidate. Returns each row's observed logits {(challenger, champion): M[challenger,
+    champion]}: N - 1 entries that connect every candidate."""
+    sizes = list(num_candidates)
+    observed: list[dict[tuple[int, int], float]] = [{} for _ in sizes]
+    champions = [0] * len(sizes)
+    for challenger in range(1, max(sizes, default=0)):
+        live = [r for r, n in enumerate(sizes) if challenger < n]
+        logits = compare([(r, challenger, champions[r]) for r in live])
+        for r, logit in zip(live, logits.tolist()):
+            observed[r][(challenger, champions[r])] = logit
+            if logit > 0:
+                champions[r] = challenger
+    return observed
+
+
+def best_first(scores: torch.Tensor) -> list[int]:
+    """Candidate indices, highest score first; equal scores keep input order."""
+    return sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i))
+
+
 def ranks_from_scores(scores: torch.Tensor) -> list[int]:
     """1-based ranks (1 = best) for each candidate, in input order; equal scores keep input order."""
-    order = sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i))
+    order = best_first(scores)
     ranks = [0] * len(scores)
     for position, index in enumerate(order, start=1):
         ranks[index] = position

@@ -2,9 +2,11 @@ import pytest
 import torch
 
 from blendkit.pairranker.aggregation import (
+    best_first,
     estimate_row_sums,
     final_round_pairs,
     knockout,
+    knockout_chain,
     knockout_comparisons,
     max_logits,
     max_wins,
@@ -130,3 +132,20 @@ def test_final_round_pairs_start_with_the_leaders_meeting_and_skip_seen_pairs():
 
 def test_ranks_are_a_permutation_with_stable_ties():
     assert ranks_from_scores(torch.tensor([1.0, 1.0, 3.0])) == [2, 3, 1]
+
+
+def test_the_knockout_chain_connects_every_candidate_with_n_minus_1_matches():
+    strengths = torch.tensor([0.0, 2.0, 1.0, 3.0, -1.0])
+    matrix = strengths[:, None] - strengths[None, :]
+    calls = []
+
+    def compare(triples):
+        calls.append(triples)
+        return torch.tensor([float(matrix[i, j]) for _, i, j in triples])
+
+    (observed,) = knockout_chain([5], compare)
+    # the champion is 0, then 1 (beats 0), stays 1 against 2, then 3 (beats 1), stays 3 against 4
+    assert list(observed) == [(1, 0), (2, 1), (3, 1), (4, 3)]
+    assert observed[(3, 1)] == pytest.approx(1.0) and len(calls) == 4
+    assert best_first(estimate_row_sums(5, observed)) == best_first(strengths) == [3, 1, 2, 0, 4]
+    assert best_first(torch.tensor([1.0, 2.0, 2.0])) == [1, 2, 0]
