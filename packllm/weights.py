@@ -158,7 +158,8 @@ def exact_weights(scores: PromptLogProbs, tol: float | None = None, max_iter: in
     normalised log-probs and only a start otherwise): on the free coordinates, a Newton step constrained
     to Σ d = 0 (a small KKT system), shortened so that no weight goes negative, with a line search on the
     directional derivative (exact to float precision, unlike f's tiny differences near the optimum). When a
-    coordinate at 0 should re-enter (its gradient is below the free coordinates' multiplier) or the Newton
+    coordinate at 0 should re-enter (the quadratic model's gradient at the Newton point is lower for it than
+    for the free coordinates) or the Newton
     system is singular, a Frank–Wolfe step is taken instead. Each point costs one chunked pass over the
     whole support that yields f, ∇f and ∇²f together (`_Evaluator`); real prompts take two.
 
@@ -172,6 +173,8 @@ def exact_weights(scores: PromptLogProbs, tol: float | None = None, max_iter: in
         {Σ d = 0}. If r > 2‖Pg‖/μ(r), f
         rises along every ray from λ before leaving the ball, so the optimum is inside, and there
         f ≥ f(λ) − ‖Pg‖²/2μ(r) (strong convexity).
+    Both bounds hold in exact arithmetic; the pass's float sums add a relative error of about 1e-7 (float32)
+    or 1e-16 (float64) to E_q[d'], which the default tolerances leave room for.
     """
     tol = scores.default_tol if tol is None else tol
     if scores.members == 1:
@@ -312,22 +315,23 @@ def _value(scores: PromptLogProbs, weights: np.ndarray) -> float:
 
 class _Evaluator:
     """f, ∇f and ∇²f at one λ from one pass over the whole support, in coordinates relative to member 0:
-    λ·ℓ = ℓ₀ + Σ_{k≥1} λ_k d_k with d_k = ℓ_k − ℓ₀. Per position t, with e_t = exp(λ·ℓ_t − shift_t) and
-    z_t = Σ_s e_t, q_t = e_t / z_t:
+    λ·ℓ = ℓ₀ + Σ_{k≥1} λ_k d_k with d_k = ℓ_k − ℓ₀, each d_k centred per position on its observed value,
+    d'_k = d_k − d_k(y_t) (so that sums of e·d'_k lose no digits to an offset between members). Per position
+    t, with e_t = exp(ℓ₀ + Σ λ_k d'_k − shift_t), z_t = Σ_s e_t and q_t = e_t / z_t:
 
-        f = mean_t (shift_t + log z_t − λ·ℓ_t(y_t)),   ∂f/∂λ_k = mean_t (E_q[d_k] − d_k(y_t)),
-        ∂²f/∂λ_k∂λ_j = mean_t (E_q[d_k d_j] − E_q[d_k] E_q[d_j])
+        f = mean_t (shift_t + log z_t + Σ_k λ_k d_k(y_t) − λ·ℓ_t(y_t)),   ∂f/∂λ_k = mean_t E_q[d'_k],
+        ∂²f/∂λ_k∂λ_j = mean_t (E_q[d'_k d'_j] − E_q[d'_k] E_q[d'_j])
 
     for k, j ≥ 1, and 0 in member 0's row and column. This gradient is ∇f minus a constant vector and this
     Hessian agrees with ∇²f on {Σ x = 0}; both are all that the simplex-constrained steps and the bounds use.
 
     The pass reads each input once, in chunks of positions whose work arrays (reused, so they stay in cache)
-    hold d_k, e and e·d_k: per chunk K − 1 subtractions, adds and products, one exp, one sum and K − 1
-    batched matrix products, with every view made once (per-call overhead matters at this size). No shift
-    (no max pass) is needed where no log-prob exceeds 40 (nothing overflows) and each position keeps
-    z_t ≥ 1e-30 (what underflows is then below 1e-16 of z_t); chunks that fail the check are redone with
-    shift_t = each position's maximum. Float32 inputs with extreme log-probs, such as floored log 0, are
-    solved in float64: ℓ₀ + λ·d would lose their low digits."""
+    hold d'_k, e and e·d'_k: per chunk K − 1 subtractions, centrings, adds and products, one exp, one sum and
+    K − 1 batched matrix products, with every view made once (per-call overhead matters at this size). The
+    exp goes without a shift (no max pass) where no log-prob exceeds 40; chunks where some z_t then
+    overflows or falls below 1e-30 (what underflowed would be below 1e-16 of z_t) are redone with
+    shift_t = each position's maximum, as are all chunks of other inputs. Float32 inputs with extreme
+    log-probs, such as floored log 0, are solved in float64: ℓ₀ + λ·d would lose their low digits."""
 
     @torch.inference_mode()          # the work arrays are inference tensors: every use stays in this mode
     def __init__(self, scores: PromptLogProbs):
@@ -338,6 +342,12 @@ class _Evaluator:
         self.members, self.positions, self.passes = members, positions, 0
         self.unshifted = scores.highest <= 40.0
         self.observed = scores.observed.double().numpy()                              # ℓ_k(y_t)   [K, T]
+        observed = logp[:, torch.arange(positions), scores.target]
+        centre = (observed[1:] - observed[:1]).numpy()          # d_k(y_t) as the pass computes it   [K−1, T]
+        # d_k is centred on d_k(y_t) before any product: sums of e·d'_k then lose no digits to an offset
+        # between members; the offset's share of λ·ℓ goes into the value, and d'_k(y_t) = 0 into the gradient
+        self.centre = centre.astype(np.float64)
+        self.centre_error = (self.centre - (self.observed[1:] - self.observed[:1])).mean(axis=1)
         step = max(1, CHUNK_ELEMENTS // size)
         diff, weighted = _work_arrays(logp.dtype, members, step, size)
         self.z = torch.empty(positions, dtype=logp.dtype)
@@ -346,28 +356,30 @@ class _Evaluator:
             end = min(positions, begin + step)
             c = end - begin
             self.chunks.append(_Chunk(begin, end, logp[0, begin:end], logp[1:, begin:end], diff[:, :c],
-                                      weighted[:, :c], self.z[begin:end]))
+                                      weighted[:, :c], self.z[begin:end], centre[:, begin:end]))
 
     @torch.inference_mode()
     def __call__(self, weights: np.ndarray, hessian: bool | None = None) -> _State:
         others, self.passes = self.members - 1, self.passes + 1
         if hessian is None:
             hessian = not (weights == 1.0).any()  # at a vertex the Frank–Wolfe gap usually decides: no Hessian
-        sums = np.empty((self.positions, others + 1 if hessian else 1, others))   # Σ_s e·d_j, Σ_s e·d_k·d_j
+        sums = np.empty((self.positions, others + 1 if hessian else 1, others))   # Σ_s e·d'_j, Σ_s e·d'_k·d'_j
         shift = np.zeros(self.positions)
         alphas = [float(w) for w in weights[1:]]
         for chunk in self.chunks:
             chunk.run(alphas, hessian, sums[chunk.begin:chunk.end], None if self.unshifted else shift)
         z = self.z.double().numpy()
-        if self.unshifted and z.min() < 1e-30:                 # rare: redo the chunks that underflowed, shifted
+        unsafe = ~(np.isfinite(z) & (z >= 1e-30))
+        if self.unshifted and unsafe.any():          # rare: redo the chunks that under- or overflowed, shifted
             for chunk in self.chunks:
-                if z[chunk.begin:chunk.end].min() < 1e-30:
+                if unsafe[chunk.begin:chunk.end].any():
                     chunk.run(alphas, hessian, sums[chunk.begin:chunk.end], shift)
             z = self.z.double().numpy()
         sums /= z[:, None, None]
-        first = sums[:, 0]                                                   # E_q[d_j]   [T, K−1]
-        value = float((shift + np.log(z) - weights @ self.observed).mean())
-        grad = np.concatenate([[0.0], (first - (self.observed[1:] - self.observed[:1]).T).mean(axis=0)])
+        first = sums[:, 0]                                                   # E_q[d'_j]   [T, K−1]
+        lse = shift + np.log(z) + weights[1:] @ self.centre                  # log Σ_s exp(λ·ℓ) per position
+        value = float((lse - weights @ self.observed).mean())
+        grad = np.concatenate([[0.0], first.mean(axis=0) + self.centre_error])
         if not hessian:
             return _State(value, grad, lambda: self(weights, hessian=True).hess)
         hess = np.zeros((others + 1, others + 1))
@@ -391,8 +403,8 @@ def _work_arrays(dtype: torch.dtype, members: int, step: int, size: int) -> tupl
 class _Chunk:
     """One chunk of positions of `_Evaluator`'s pass, with its views made once."""
 
-    def __init__(self, begin, end, base, others, diff, weighted, z):
-        self.begin, self.end, self.z = begin, end, z
+    def __init__(self, begin, end, base, others, diff, weighted, z, centre):
+        self.begin, self.end, self.z, self.centre = begin, end, z, centre
         self.base, self.diff, self.e = base, diff, weighted[0]
         self.base_np, self.others_np, self.diff_np = base.numpy(), others.numpy(), diff.numpy()
         self.e_np, self.weighted_np = weighted[0].numpy(), weighted.numpy().transpose(1, 0, 2)   # [c, K, S] view
@@ -400,10 +412,11 @@ class _Chunk:
         self.columns = [self.diff_np[k][:, :, None] for k in range(len(diff))]
 
     def run(self, alphas, hessian, sums, shift) -> None:
-        """e = exp(λ·ℓ − shift) (shift: each position's maximum, written into ``shift``; None: no shift), z = Σ e,
-        and ``sums`` = Σ e·d_j (and Σ e·d_k·d_j)."""
+        """e = exp(ℓ₀ + Σ λ_k d'_k − shift) (shift: each position's maximum, written into ``shift``; None: no
+        shift), z = Σ e, and ``sums`` = Σ e·d'_j (and Σ e·d'_k·d'_j), d'_k = d_k − d_k(y_t)."""
         for k, alpha in enumerate(alphas):
             np.subtract(self.others_np[k], self.base_np, out=self.diff_np[k])
+            self.diff_np[k] -= self.centre[k][:, None]
             torch.add(self.base if k == 0 else self.e, self.diff[k], alpha=alpha, out=self.e)
         if shift is not None:
             top = self.e_np.max(axis=1)
@@ -434,11 +447,14 @@ def _newton_direction(grad, hess, free):
         return None
     if not np.isfinite(solution).all():
         return None
-    multiplier = -solution[n]
-    if ((~free) & (grad < multiplier - 1e-12)).any():   # a zero weight wants to grow: not a Newton step
-        return None
     direction = np.zeros_like(grad)
     direction[index] = solution[:n]
+    # a zero weight wants to grow if, at the Newton point, the quadratic model's gradient is lower for it than
+    # for the free coordinates (equal there): then this is not a Newton step. (Compared on the model's gradient,
+    # not on grad and the KKT multiplier, so that it does not depend on which constant vector grad carries.)
+    model = grad + hess @ direction
+    if ((~free) & (model < model[index].mean() - 1e-12)).any():
+        return None
     return direction
 
 
