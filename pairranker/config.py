@@ -50,6 +50,9 @@ class PairRankerConfig(PreTrainedConfig):
             candidate's score. Off by default, so the ranker judges anonymous answers by their text.
         model_names: the source models the prior knows, in the order of its offsets (offset k+1 is
             ``model_names[k]``); any other model, or none, gets offset 0.
+        prior_length: the prior also adds a learned multiple of each candidate's length feature
+            (log1p(tokens) / 8), so that "which model wrote it, and how long is it" is one linear part of
+            the score beside the text head (needs ``use_model_prior`` and ``use_length_features``).
     """
 
     model_type = "blendkit-pairranker"
@@ -64,6 +67,7 @@ class PairRankerConfig(PreTrainedConfig):
     pooling: str | None = None
     use_model_prior: bool = False
     model_names: list[str] | None = None
+    prior_length: bool = False
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
@@ -80,6 +84,8 @@ class PairRankerConfig(PreTrainedConfig):
             raise ConfigError(f"pooling must be one of {POOLINGS} (or None: chosen by the backbone), "
                               f"got {self.pooling!r}.")
         self.model_names = checked_model_names(self.model_names or [])
+        if self.prior_length and not (self.use_model_prior and self.use_length_features):
+            raise ConfigError("prior_length needs use_model_prior and use_length_features.")
         limit = getattr(self.encoder, "max_position_embeddings", None)
         if limit is not None and getattr(self.encoder, "model_type", "") in OFFSET_POSITION_MODELS:
             limit -= (self.encoder.pad_token_id or 0) + 1

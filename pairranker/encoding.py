@@ -18,6 +18,11 @@ from ..core.markers import encode_user_text
 from .config import CANDIDATE_A_TOKEN, CANDIDATE_B_TOKEN, SOURCE_TOKEN, PairRankerConfig
 
 
+def length_feature(tokens: int) -> float:
+    """A candidate's length as the head (and a length-aware prior) reads it: log1p(tokens) / 8."""
+    return math.log1p(tokens) / 8.0
+
+
 @dataclass
 class EncodedText:
     ids: list[int]          # truncated to the budget
@@ -72,7 +77,7 @@ class PairEncoder:
         return rows
 
     def length_features(self, text: EncodedText) -> list[float]:
-        return [math.log1p(text.full_length) / 8.0, float(text.full_length > self.config.candidate_max_length)]
+        return [length_feature(text.full_length), float(text.full_length > self.config.candidate_max_length)]
 
     def pair(self, row: EncodedRow, i: int, j: int) -> dict:
         """Inputs for "is candidate i better than candidate j?" (as lists, unpadded)."""

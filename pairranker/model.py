@@ -48,23 +48,33 @@ class PairRankerOutput(ModelOutput):
 
 
 class ModelPrior(nn.Module):
-    """A learned score offset per known source model. Index 0 is the unknown model: its offset is a
-    constant 0, not a parameter, so neither training nor weight decay can move it."""
+    """A learned score offset per known source model, and optionally a learned multiple of the candidate's
+    length feature. Index 0 is the unknown model: its offset is a constant 0, not a parameter, so neither
+    training nor weight decay can move it."""
 
-    def __init__(self, num_models: int):
+    def __init__(self, num_models: int, length: bool = False):
         super().__init__()
         self.offsets = nn.Parameter(torch.zeros(num_models))
+        self.length_weight = nn.Parameter(torch.zeros(())) if length else None
 
-    def forward(self, model_ids: torch.Tensor) -> torch.Tensor:
-        return nn.functional.pad(self.offsets, (1, 0))[model_ids]
+    def forward(self, model_ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        prior = nn.functional.pad(self.offsets, (1, 0))[model_ids]
+        if self.length_weight is not None and lengths is not None:
+            prior = prior + self.length_weight * lengths
+        return prior
 
-    def resize(self, num_models: int, start: torch.Tensor | None = None) -> None:
-        """Start over with ``num_models`` offsets, zero or ``start`` (before training: the names became known)."""
+    def resize(self, num_models: int, start: torch.Tensor | None = None,
+               length_weight: float | None = None) -> None:
+        """Start over with ``num_models`` offsets, zero or ``start`` (before training: the names became known),
+        and the length weight at 0 or ``length_weight``."""
         old = self.offsets
         offsets = torch.zeros(num_models, dtype=old.dtype, device=old.device)
         if start is not None:
             offsets.copy_(start)
         self.offsets = nn.Parameter(offsets, requires_grad=old.requires_grad)
+        if self.length_weight is not None:
+            with torch.no_grad():
+                self.length_weight.fill_(0.0 if length_weight is None else length_weight)
 
 
 class PairRankerModel(PreTrainedModel):
@@ -89,17 +99,22 @@ class PairRankerModel(PreTrainedModel):
             nn.Dropout(config.head_dropout),
             nn.Linear(config.head_hidden_size, 1),
         )
-        self.model_prior = ModelPrior(len(config.model_names)) if config.use_model_prior else None
+        self.model_prior = ModelPrior(len(config.model_names), config.prior_length) if config.use_model_prior \
+            else None
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if isinstance(module, ModelPrior):
             init.zeros_(module.offsets)     # an untrained prior prefers no model
+            if module.length_weight is not None:
+                init.zeros_(module.length_weight)
 
-    def set_model_names(self, names: list[str], offsets: torch.Tensor | None = None) -> None:
+    def set_model_names(self, names: list[str], offsets: torch.Tensor | None = None,
+                        length_weight: float | None = None) -> None:
         """Give the model prior its list of known models; every offset restarts at 0, or at ``offsets`` (one
-        per name). The peft copy of the prior (LoRA's ``modules_to_save``) is resized too."""
+        per name), and a length weight (``prior_length``) at 0 or ``length_weight``. The peft copy of the
+        prior (LoRA's ``modules_to_save``) is resized too."""
         if not self.config.use_model_prior:
             raise ValueError("set_model_names: this ranker was built with use_model_prior=False.")
         self.config.model_names = checked_model_names(names)
@@ -108,7 +123,17 @@ class PairRankerModel(PreTrainedModel):
                              f"{tuple(offsets.shape)}")
         for module in self.modules():
             if isinstance(module, ModelPrior):
-                module.resize(len(self.config.model_names), offsets)
+                module.resize(len(self.config.model_names), offsets, length_weight)
+
+    def start_as_prior(self) -> None:
+        """Zero the scoring head's output layer: every candidate's score is then the prior alone (the text
+        part starts at 0 and grows as it learns; its first layer gets gradients once the output layer has
+        moved). Reaches the peft copy of the head (LoRA's ``modules_to_save``) too."""
+        with torch.no_grad():
+            for name, module in self.named_modules():
+                if isinstance(module, nn.Sequential) and "head" in name.split("."):
+                    module[-1].weight.zero_()
+                    module[-1].bias.zero_()
 
     @classmethod
     def from_backbone(cls, backbone: str, encoder_dropout: float | None = None,
@@ -198,7 +223,8 @@ class PairRankerModel(PreTrainedModel):
         if self.model_prior is not None:
             if model_ids is None:
                 model_ids = torch.zeros_like(scores, dtype=torch.long)
-            scores = scores + self.model_prior(model_ids).to(scores.dtype)
+            lengths = length_features[..., 0] if self.config.prior_length else None
+            scores = scores + self.model_prior(model_ids, lengths).to(scores.dtype)
         logits = scores[:, 0] - scores[:, 1]
 
         loss = None

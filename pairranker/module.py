@@ -23,13 +23,13 @@ from ..training.module import BlendkitModule
 from .aggregation import AGGREGATIONS
 from .config import PairRankerConfig, is_decoder_only
 from .datamodule import RankedRows
-from .encoding import PairEncoder
+from .encoding import PairEncoder, length_feature
 from .inference import Ranker
 from .metrics import RankingMetrics
 from .model import PairRankerModel
-from .prior_fit import fitted_prior
+from .prior_fit import fitted_prior, fitted_rule
 
-PRIOR_INITS = ("bradley_terry", "zeros")
+PRIOR_INITS = ("bradley_terry", "rule", "zeros")
 
 # LoRA rank used when ``lora_r`` is left unset and the backbone is a decoder-only LM.
 DECODER_LORA_R = 16
@@ -44,7 +44,10 @@ class PairRankerModule(BlendkitModule):
         model_names: the models the prior knows; None (the default) takes the training data's models
             when fit starts. Models not listed get offset 0.
         prior_init: where a new prior's offsets start: ``bradley_terry`` (the default: the source models'
-            Bradley–Terry strengths on the training rows, see ``prior_fit.py``) or ``zeros``.
+            Bradley–Terry strengths on the training rows, see ``prior_fit.py``), ``rule`` (the ranker starts
+            as the "which model, how long" rule: strengths and a length weight fitted together on the
+            training rows, held by a length-aware prior (``prior_length``), and the text head's output at 0,
+            so the text part only adds what it learns; needs ``use_length_features``) or ``zeros``.
         lora_r: LoRA rank (see below); None (the default) means LoRA r=16 on a decoder-only backbone
             (SmolLM2, Gemma 3, any causal LM) and full fine-tuning of an encoder. 0 turns LoRA off.
         encoder_dropout: override the backbone's dropout (None keeps it; 0 is ~3x faster on CPU).
@@ -92,6 +95,9 @@ class PairRankerModule(BlendkitModule):
             raise ValueError(f"model.val_aggregation must be one of {AGGREGATIONS}, got {val_aggregation!r}")
         if prior_init not in PRIOR_INITS:
             raise ValueError(f"model.prior_init must be one of {PRIOR_INITS}, got {prior_init!r}")
+        if use_model_prior and prior_init == "rule" and not use_length_features:
+            raise ConfigError("model.prior_init: rule starts the ranker as a model-and-length rule; it needs "
+                              "model.use_length_features: true.")
         self.pair_encoder: PairEncoder | None = None
         self.train_pair_acc = BinaryAccuracy()
         self.init_model()
@@ -102,7 +108,8 @@ class PairRankerModule(BlendkitModule):
             resolve_model(h.backbone), source_max_length=h.source_max_length,
             candidate_max_length=h.candidate_max_length, head_hidden_size=h.head_hidden_size,
             head_dropout=h.head_dropout, use_length_features=h.use_length_features, pooling=h.pooling,
-            use_model_prior=h.use_model_prior, model_names=h.model_names, encoder_dropout=h.encoder_dropout)
+            use_model_prior=h.use_model_prior, model_names=h.model_names, encoder_dropout=h.encoder_dropout,
+            prior_length=h.use_model_prior and h.prior_init == "rule")
 
     def load_model(self, path: str):
         return PairRankerModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
@@ -152,12 +159,20 @@ class PairRankerModule(BlendkitModule):
             raise ConfigError("model.use_model_prior is true, but the training data names no source models to "
                               "learn offsets for; set model.model_names, or model.use_model_prior: false.")
         message = f"[blendkit] model prior over {len(names)} source models of the training data"
-        offsets = None
+        offsets, length_weight = None, None
+        rows, tie_eps = datamodule.train_data.rows, getattr(datamodule.hparams, "tie_eps", 1e-6)
         if self.hparams.prior_init == "bradley_terry":
-            offsets = fitted_prior(datamodule.train_data.targets, [row.models for row in datamodule.train_data.rows],
-                                   names, getattr(datamodule.hparams, "tie_eps", 1e-6))
+            offsets = fitted_prior(datamodule.train_data.targets, [row.models for row in rows], names, tie_eps)
             message += f", starting from their Bradley–Terry strengths ({offsets.min():+.2f} … {offsets.max():+.2f})"
-        model.set_model_names(names, offsets)
+        elif self.hparams.prior_init == "rule":
+            lengths = [[length_feature(c.full_length) for c in row.candidates] for row in rows]
+            offsets, length_weight = fitted_rule(datamodule.train_data.targets, [row.models for row in rows],
+                                                 lengths, names, tie_eps)
+            message += (f", starting as the model-and-length rule fitted on them (strengths {offsets.min():+.2f} … "
+                        f"{offsets.max():+.2f}, length weight {length_weight:+.2f}; text head at 0)")
+        model.set_model_names(names, offsets, length_weight)
+        if self.hparams.prior_init == "rule":
+            model.start_as_prior()
         rank_zero_info(message)
         if self.tokenizer is not None:
             self.on_tokenizer()   # the pair encoder maps names to the new offsets

@@ -6,6 +6,10 @@ models' Bradley–Terry strengths: the s that maximise Σ_pairs log σ(s_winner 
 decided pair of candidates within a row. They are in the logit's own units, so a ranker whose prior
 starts there begins as the "which model wrote it" rule and trains its text part on what that rule
 leaves unexplained. Fitted from win counts (models × models), so it takes well under a second.
+
+`fitted_rule` adds the candidates' length: strengths and one length weight a fitted together on every
+decided pair, Σ log σ(s_winner − s_loser + a·(x_winner − x_loser)) with x the length feature. That is
+the "which model, how long" rule as a ranker's length-aware prior (``prior_length``) can hold it exactly.
 """
 
 from __future__ import annotations
@@ -62,3 +66,41 @@ def fitted_prior(targets: Sequence[np.ndarray], models: Sequence[Sequence[str | 
                  tie_eps: float = 1e-6) -> torch.Tensor:
     """The prior offsets (one per name, in order) that a ranker trained on these rows should start from."""
     return torch.from_numpy(bradley_terry(win_counts(targets, models, names, tie_eps))).float()
+
+
+def fitted_rule(targets: Sequence[np.ndarray], models: Sequence[Sequence[str | None]],
+                lengths: Sequence[Sequence[float]], names: Sequence[str], tie_eps: float = 1e-6,
+                l2: float = 1e-3, max_iter: int = 200) -> tuple[torch.Tensor, float]:
+    """Strengths (one per name, in order, mean 0) and the length weight that maximise the pairwise
+    likelihood of every row's decided pairs (see the module docstring). A candidate of an unnamed or
+    unlisted model has strength 0. Returns (offsets, length_weight)."""
+    index = {name: k + 1 for k, name in enumerate(names)}
+    winners, losers, gaps = [], [], []
+    for target, row_models, row_lengths in zip(targets, models, lengths, strict=True):
+        scores = np.asarray(target, dtype=np.float64)
+        ids = np.array([index.get(m, 0) if m else 0 for m in (row_models or [None] * len(scores))])
+        x = np.asarray(row_lengths, dtype=np.float64)
+        win, lose = np.nonzero(scores[:, None] - scores[None, :] > tie_eps)
+        winners.append(ids[win])
+        losers.append(ids[lose])
+        gaps.append(x[win] - x[lose])
+    if not sum(len(g) for g in gaps):
+        return torch.zeros(len(names)), 0.0
+    winner, loser = torch.from_numpy(np.concatenate(winners)), torch.from_numpy(np.concatenate(losers))
+    gap = torch.from_numpy(np.concatenate(gaps))
+    strengths = torch.zeros(len(names), dtype=torch.float64, requires_grad=True)
+    weight = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([strengths, weight], max_iter=max_iter, line_search_fn="strong_wolfe",
+                                  tolerance_grad=1e-10, tolerance_change=1e-12)
+
+    def loss_fn():
+        optimizer.zero_grad()
+        padded = torch.nn.functional.pad(strengths, (1, 0))
+        margin = padded[winner] - padded[loser] + weight * gap
+        loss = torch.nn.functional.softplus(-margin).mean() + 0.5 * l2 * strengths.square().sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(loss_fn)
+    fitted = strengths.detach()
+    return (fitted - fitted.mean()).float(), float(weight.detach())

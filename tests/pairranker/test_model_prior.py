@@ -13,7 +13,7 @@ from blendkit.data import ConfigError
 from blendkit.pairranker import PairRankerConfig, PairRankerModel, Ranker
 from blendkit.pairranker.encoding import PairEncoder
 from blendkit.pairranker.module import PairRankerModule
-from blendkit.pairranker.prior_fit import bradley_terry, fitted_prior, win_counts
+from blendkit.pairranker.prior_fit import bradley_terry, fitted_prior, fitted_rule, win_counts
 from blendkit.training.cli import train_cli as cli
 from blendkit.training.lora import base_model
 
@@ -285,3 +285,70 @@ def test_a_new_prior_starts_from_the_training_datas_bradley_terry_strengths(tiny
     assert torch.equal(expected.argsort(), torch.arange(5)) and expected[4] - expected[0] > 2.0   # m4 best, m0 worst
     with pytest.raises(ValueError, match="model.prior_init must be one of"):
         PairRankerModule(backbone=tiny_backbone, use_model_prior=True, prior_init="ones")
+
+
+# -- the rule start: strengths and a length weight, text head at 0 ----------------------------------------- #
+
+def test_fitted_rule_recovers_strengths_and_the_length_weight_that_made_the_wins():
+    """Rows whose judge score is strength[model] + 2·length + Gumbel noise (so that every pair is decided by a
+    logistic of the difference, the fit's own model): the pairwise fit finds both."""
+    generator = np.random.default_rng(0)
+    truth, names = np.array([-1.0, 0.0, 1.0]), ["a", "b", "c"]
+    targets, models, lengths = [], [], []
+    for _ in range(400):
+        ids = generator.integers(0, 3, size=8)
+        x = generator.uniform(0, 1, size=8)
+        targets.append(truth[ids] + 2.0 * x + generator.gumbel(size=8))
+        models.append([names[i] for i in ids])
+        lengths.append(x.tolist())
+    offsets, weight = fitted_rule(targets, models, lengths, names, l2=0.0)
+    assert np.allclose(offsets.numpy(), truth - truth.mean(), atol=0.15), offsets
+    assert weight == pytest.approx(2.0, abs=0.3)
+    # without a length effect the weight is ~0, and the strengths still come out
+    flat = [t - 2.0 * np.asarray(x) for t, x in zip(targets, lengths)]
+    assert abs(fitted_rule(flat, models, lengths, names)[1]) < 0.3
+    assert fitted_rule([], [], [], names)[1] == 0.0
+
+
+def test_a_length_aware_prior_adds_its_weight_times_the_length_feature(tiny_backbone, tmp_path):
+    torch.manual_seed(0)
+    model, tokenizer = PairRankerModel.from_backbone(tiny_backbone, source_max_length=16, candidate_max_length=24,
+                                                     head_hidden_size=16, use_model_prior=True, model_names=NAMES,
+                                                     prior_length=True)
+    model.set_model_names(NAMES, torch.tensor(OFFSETS), length_weight=3.0)
+    model.start_as_prior()
+    model.eval()
+    encoder = PairEncoder(tokenizer, model.config)
+    [row] = encoder.encode_rows([QUESTION], [ANSWERS], [["alpaca-7b", "vicuna-13b", "wizardlm-13b", None]])
+    # with the text head at 0 a candidate's score is offset + 3·log1p(tokens)/8: the rule, exactly
+    expected = [OFFSETS[0], OFFSETS[1], OFFSETS[2], 0.0]
+    expected = [e + 3.0 * encoder.length_features(c)[0] for e, c in zip(expected, row.candidates)]
+    ranker = Ranker(model, tokenizer, precision="fp32")
+    [result] = ranker.rank(QUESTION, ANSWERS, models=["alpaca-7b", "vicuna-13b", "wizardlm-13b", None])
+    n = len(ANSWERS)
+    assert result.scores == pytest.approx([(n - 1) * e - (sum(expected) - e) for e in expected], abs=1e-4)
+    model.save_pretrained(tmp_path / "saved")
+    tokenizer.save_pretrained(tmp_path / "saved")
+    reloaded = Ranker.from_pretrained(str(tmp_path / "saved"), precision="fp32")
+    assert reloaded.model.config.prior_length is True
+    assert float(reloaded.model.model_prior.length_weight) == 3.0
+    again = reloaded.rank(QUESTION, ANSWERS, models=["alpaca-7b", "vicuna-13b", "wizardlm-13b", None])[0]
+    assert again.scores == pytest.approx(result.scores, abs=1e-6)
+    with pytest.raises(ConfigError, match="prior_length needs"):
+        PairRankerConfig(prior_length=True)
+
+
+def test_a_rule_start_trains_from_the_fitted_rule(tiny_backbone, model_only_data, tmp_path):
+    run = cli(_args(tiny_backbone, model_only_data, tmp_path, "--trainer.max_steps", "1", "--data.val_file", "null",
+                    "--model.head_learning_rate", "0.0", "--model.learning_rate", "0.0", "--model.prior_init", "rule"))
+    model = base_model(run.model.model)
+    data = run.datamodule.train_data
+    lengths = [[np.log1p(c.full_length) / 8 for c in row.candidates] for row in data.rows]
+    offsets, weight = fitted_rule(data.targets, [row.models for row in data.rows], lengths, model.config.model_names)
+    assert model.config.prior_length is True
+    assert torch.allclose(model.model_prior.offsets.detach(), offsets)
+    assert float(model.model_prior.length_weight) == pytest.approx(weight)
+    assert model.head[-1].weight.abs().max() == 0 and model.head[-1].bias.abs().max() == 0   # text part at 0
+    assert torch.equal(offsets.argsort(), torch.arange(5))                              # m4 best ... m0 worst
+    with pytest.raises(ConfigError, match="use_length_features"):
+        PairRankerModule(backbone=tiny_backbone, use_model_prior=True, prior_init="rule", use_length_features=False)
