@@ -280,7 +280,8 @@ def _curvature_bound(grad: np.ndarray, hess: np.ndarray, spread: float) -> float
     projected = float(np.linalg.norm(grad - grad.mean()))
     if projected == 0.0:
         return 0.0
-    least = float(np.linalg.eigvalsh(_tangent_basis(members).T @ hess @ _tangent_basis(members))[0])
+    basis = _tangent_basis(members)
+    least = float(np.linalg.eigvalsh(basis.T @ hess @ basis)[0])
     rate, reach = np.sqrt(members) * max(spread, 1e-12), 2 * projected / least if least > 0 else np.inf
     if not reach * rate * np.e < 1:      # r·exp(−rate·r) never exceeds reach
         return float("inf")
@@ -342,7 +343,7 @@ class _Evaluator:
         self.members, self.positions, self.passes = members, positions, 0
         self.unshifted = scores.highest <= 40.0
         self.observed = scores.observed.double().numpy()                              # ℓ_k(y_t)   [K, T]
-        observed = logp[:, torch.arange(positions), scores.target]
+        observed = scores.observed.to(logp.dtype)
         centre = (observed[1:] - observed[:1]).numpy()          # d_k(y_t) as the pass computes it   [K−1, T]
         # d_k is centred on d_k(y_t) before any product: sums of e·d'_k then lose no digits to an offset
         # between members; the offset's share of λ·ℓ goes into the value, and d'_k(y_t) = 0 into the gradient

@@ -31,12 +31,14 @@ def win_counts(targets: Sequence[np.ndarray], models: Sequence[Sequence[str | No
         if len(known) < 2:
             continue
         ids = np.array([i for i, _ in known])
-        scores = np.array([t for _, t in known])
-        beats = scores[:, None] - scores[None, :] > tie_eps                      # beats[i, j]: i won over j
-        winners = np.broadcast_to(ids[:, None], beats.shape)[beats]
-        losers = np.broadcast_to(ids[None, :], beats.shape)[beats]
-        np.add.at(wins, (winners, losers), 1.0)
+        winners, losers = decided_pairs(np.array([t for _, t in known]), tie_eps)
+        np.add.at(wins, (ids[winners], ids[losers]), 1.0)
     return wins
+
+
+def decided_pairs(scores: np.ndarray, tie_eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Index arrays (winners, losers) of every pair of a row whose scores differ by more than ``tie_eps``."""
+    return np.nonzero(scores[:, None] - scores[None, :] > tie_eps)
 
 
 def bradley_terry(wins: np.ndarray, l2: float = 1e-3, max_iter: int = 200) -> np.ndarray:
@@ -80,7 +82,7 @@ def fitted_rule(targets: Sequence[np.ndarray], models: Sequence[Sequence[str | N
         scores = np.asarray(target, dtype=np.float64)
         ids = np.array([index.get(m, 0) if m else 0 for m in (row_models or [None] * len(scores))])
         x = np.asarray(row_lengths, dtype=np.float64)
-        win, lose = np.nonzero(scores[:, None] - scores[None, :] > tie_eps)
+        win, lose = decided_pairs(scores, tie_eps)
         winners.append(ids[win])
         losers.append(ids[lose])
         gaps.append(x[win] - x[lose])
