@@ -36,6 +36,7 @@ answer more than 2 % worse than the best member (benchmarks/packllm_quality.py p
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 import warnings
 from dataclasses import dataclass
@@ -46,7 +47,8 @@ import torch
 
 WEIGHTINGS = ("uniform", "sim", "greedy", "exact", "shrunk")
 LOGP_FLOOR = -1e4  # log-probs below this (including −inf) are raised to it: exp() of it underflows to 0
-CHUNK_ELEMENTS = 1 << 17    # exact: positions × support per chunk of a pass, so that its work arrays stay in cache
+CHUNK_ELEMENTS = 1 << 18    # exact: positions × support per chunk of a pass, so that its work arrays stay in cache
+KEEP_DIFF_BYTES = 1 << 26   # exact: up to this size, the members' log-prob differences are kept between passes
 EXACT_FLOAT32_LOWEST = -1e3  # exact: float32 inputs with log-probs below this are solved in float64 (see `_Evaluator`)
 SHRUNK_MOVE = 0.3           # shrunk: the share of the way from the anchor member to the exact optimum
 
@@ -209,7 +211,7 @@ def shrunk_weights(scores: PromptLogProbs, move: float = SHRUNK_MOVE, anchor: in
 
 
 def solve(scores: PromptLogProbs, weighting: str, **options) -> torch.Tensor:
-    """λ for one prompt by name: uniform | sim (tau) | greedy (grid_step) | exact (tol, max_iter, screen_margin)
+    """λ for one prompt by name: uniform | sim (tau) | greedy (grid_step) | exact (tol, max_iter)
     | shrunk (move, anchor, and the exact options)."""
     solvers: dict[str, Callable[..., torch.Tensor]] = {
         "uniform": uniform_weights, "sim": sim_weights, "greedy": greedy_weights,
@@ -326,13 +328,15 @@ class _Evaluator:
     for k, j ≥ 1, and 0 in member 0's row and column. This gradient is ∇f minus a constant vector and this
     Hessian agrees with ∇²f on {Σ x = 0}; both are all that the simplex-constrained steps and the bounds use.
 
-    The pass reads each input once, in chunks of positions whose work arrays (reused, so they stay in cache)
-    hold d'_k, e and e·d'_k: per chunk K − 1 subtractions, centrings, adds and products, one exp, one sum and
-    K − 1 batched matrix products, with every view made once (per-call overhead matters at this size). The
-    exp goes without a shift (no max pass) where no log-prob exceeds 40; chunks where some z_t then
-    overflows or falls below 1e-30 (what underflowed would be below 1e-16 of z_t) are redone with
-    shift_t = each position's maximum, as are all chunks of other inputs. Float32 inputs with extreme
-    log-probs, such as floored log 0, are solved in float64: ℓ₀ + λ·d would lose their low digits."""
+    The pass goes over chunks of positions whose work arrays (e and e·d'_k, reused, so they stay in cache)
+    are small: per chunk K − 1 adds, one exp, one sum, K − 1 products and K − 1 batched matrix products, with
+    every view made once (per-call overhead matters at this size). d'_k does not depend on λ: the first pass
+    computes it (a subtraction and a centring per member) into a buffer that later passes read, unless the
+    prompt's d' would exceed KEEP_DIFF_BYTES, when every pass recomputes it chunk by chunk. The exp goes
+    without a shift (no max pass) where no log-prob exceeds 40; chunks where some z_t then overflows or falls
+    below 1e-30 (what underflowed would be below 1e-16 of z_t) are redone with shift_t = each position's
+    maximum, as are all chunks of other inputs. Float32 inputs with extreme log-probs, such as floored log 0,
+    are solved in float64: ℓ₀ + λ·d would lose their low digits."""
 
     @torch.inference_mode()          # the work arrays are inference tensors: every use stays in this mode
     def __init__(self, scores: PromptLogProbs):
@@ -340,7 +344,7 @@ class _Evaluator:
         if logp.dtype == torch.float32 and scores.lowest < EXACT_FLOAT32_LOWEST:
             logp = logp.double()
         members, positions, size = logp.shape
-        self.members, self.positions, self.passes = members, positions, 0
+        self.members, self.positions, self.passes, self.token = members, positions, 0, next(_TOKENS)
         self.unshifted = scores.highest <= 40.0
         self.observed = scores.observed.double().numpy()                              # ℓ_k(y_t)   [K, T]
         observed = scores.observed.to(logp.dtype)
@@ -350,18 +354,24 @@ class _Evaluator:
         self.centre = centre.astype(np.float64)
         self.centre_error = (self.centre - (self.observed[1:] - self.observed[:1])).mean(axis=1)
         step = max(1, CHUNK_ELEMENTS // size)
-        diff, weighted = _work_arrays(logp.dtype, members, step, size)
-        self.z = torch.empty(positions, dtype=logp.dtype)
+        keep = (members - 1) * positions * size * logp.element_size() <= KEEP_DIFF_BYTES
+        diff, weighted = _scratch(logp.dtype, (members - 1, positions if keep else step, size), (members, step, size))
+        self.z = np.empty(positions, dtype=logp.numpy().dtype)
+        logp_np, z = logp.numpy(), torch.from_numpy(self.z)
         self.chunks = []
         for begin in range(0, positions, step):
             end = min(positions, begin + step)
-            c = end - begin
-            self.chunks.append(_Chunk(begin, end, logp[0, begin:end], logp[1:, begin:end], diff[:, :c],
-                                      weighted[:, :c], self.z[begin:end], centre[:, begin:end]))
+            rows = slice(begin, end) if keep else slice(0, end - begin)
+            self.chunks.append(_Chunk(begin, end, logp_np, diff[:, rows], weighted[:, :end - begin], z[begin:end],
+                                      centre[:, begin:end], keep))
 
     @torch.inference_mode()
     def __call__(self, weights: np.ndarray, hessian: bool | None = None) -> _State:
         others, self.passes = self.members - 1, self.passes + 1
+        if getattr(_SCRATCH, "owner", None) != self.token:   # another prompt's pass used the buffer since: d' is gone
+            _SCRATCH.owner = self.token
+            for chunk in self.chunks:
+                chunk.ready = False
         if hessian is None:
             hessian = not (weights == 1.0).any()  # at a vertex the Frank–Wolfe gap usually decides: no Hessian
         sums = np.empty((self.positions, others + 1 if hessian else 1, others))   # Σ_s e·d'_j, Σ_s e·d'_k·d'_j
@@ -369,13 +379,13 @@ class _Evaluator:
         alphas = [float(w) for w in weights[1:]]
         for chunk in self.chunks:
             chunk.run(alphas, hessian, sums[chunk.begin:chunk.end], None if self.unshifted else shift)
-        z = self.z.double().numpy()
+        z = self.z.astype(np.float64)
         unsafe = ~(np.isfinite(z) & (z >= 1e-30))
         if self.unshifted and unsafe.any():          # rare: redo the chunks that under- or overflowed, shifted
             for chunk in self.chunks:
                 if unsafe[chunk.begin:chunk.end].any():
                     chunk.run(alphas, hessian, sums[chunk.begin:chunk.end], shift)
-            z = self.z.double().numpy()
+            z = self.z.astype(np.float64)
         sums /= z[:, None, None]
         first = sums[:, 0]                                                   # E_q[d'_j]   [T, K−1]
         lse = shift + np.log(z) + weights[1:] @ self.centre                  # log Σ_s exp(λ·ℓ) per position
@@ -388,36 +398,47 @@ class _Evaluator:
         return _State(value, grad, hess)
 
 
-_WORK = threading.local()
+_SCRATCH = threading.local()
+_TOKENS = itertools.count()
 
 
-def _work_arrays(dtype: torch.dtype, members: int, step: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """`_Evaluator`'s work arrays d_k [K−1, c, S] and (e, e·d_k) [K, c, S], kept per thread for the next prompt
-    of the same shape: fresh ones of this size would cost page faults on every solve."""
-    key = (dtype, members, step, size)
-    if getattr(_WORK, "key", None) != key:
-        _WORK.key, _WORK.arrays = key, (torch.empty((members - 1, step, size), dtype=dtype),
-                                        torch.empty((members, step, size), dtype=dtype))
-    return _WORK.arrays
+def _scratch(dtype: torch.dtype, *shapes: tuple[int, ...]) -> list[torch.Tensor]:
+    """Work arrays of these shapes, views of one buffer kept per thread and dtype that only ever grows: fresh
+    arrays of this size would cost page faults on every solve. Each call's views replace the previous call's."""
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    buffers = _SCRATCH.__dict__.setdefault("buffers", {})
+    buffer = buffers.get(dtype)
+    if buffer is None or buffer.numel() < sum(sizes):
+        buffer = buffers[dtype] = torch.empty(sum(sizes), dtype=dtype)
+    views, offset = [], 0
+    for shape, n in zip(shapes, sizes):
+        views.append(buffer[offset:offset + n].view(shape))
+        offset += n
+    return views
 
 
 class _Chunk:
     """One chunk of positions of `_Evaluator`'s pass, with its views made once."""
 
-    def __init__(self, begin, end, base, others, diff, weighted, z, centre):
+    def __init__(self, begin, end, logp, diff, weighted, z, centre, keep):
         self.begin, self.end, self.z, self.centre = begin, end, z, centre
-        self.base, self.diff, self.e = base, diff, weighted[0]
-        self.base_np, self.others_np, self.diff_np = base.numpy(), others.numpy(), diff.numpy()
-        self.e_np, self.weighted_np = weighted[0].numpy(), weighted.numpy().transpose(1, 0, 2)   # [c, K, S] view
-        self.products = [weighted[k + 1].numpy() for k in range(len(diff))]
+        self.base_np, self.others_np = logp[0, begin:end], logp[1:, begin:end]
+        self.base, self.diff, self.e = torch.from_numpy(self.base_np), diff, weighted[0]
+        self.diff_np, self.e_np = diff.numpy(), weighted[0].numpy()
+        self.weighted_np = weighted.numpy().transpose(1, 0, 2)                    # [c, K, S] view: e, e·d'_k
+        self.products = [self.weighted_np[:, k + 1] for k in range(len(diff))]
         self.columns = [self.diff_np[k][:, :, None] for k in range(len(diff))]
+        self.keep, self.ready = keep, False
 
     def run(self, alphas, hessian, sums, shift) -> None:
         """e = exp(ℓ₀ + Σ λ_k d'_k − shift) (shift: each position's maximum, written into ``shift``; None: no
         shift), z = Σ e, and ``sums`` = Σ e·d'_j (and Σ e·d'_k·d'_j), d'_k = d_k − d_k(y_t)."""
+        if not self.ready:                          # d'_k: once per prompt where kept, else on every pass
+            for k in range(len(alphas)):
+                np.subtract(self.others_np[k], self.base_np, out=self.diff_np[k])
+                self.diff_np[k] -= self.centre[k][:, None]
+            self.ready = self.keep
         for k, alpha in enumerate(alphas):
-            np.subtract(self.others_np[k], self.base_np, out=self.diff_np[k])
-            self.diff_np[k] -= self.centre[k][:, None]
             torch.add(self.base if k == 0 else self.e, self.diff[k], alpha=alpha, out=self.e)
         if shift is not None:
             top = self.e_np.max(axis=1)

@@ -187,13 +187,15 @@ def _tangent(matrix: torch.Tensor) -> np.ndarray:
     return basis.T @ np.asarray(matrix, dtype=np.float64) @ basis
 
 
-@pytest.mark.parametrize("members,seed,chunk", [(2, 0, 5 * 4096), (3, 1, 4096), (4, 2, 1 << 17)])
-def test_the_whole_vocabulary_evaluator_matches_autograd(members, seed, chunk, monkeypatch):
+@pytest.mark.parametrize("members,seed,chunk,keep", [(2, 0, 5 * 4096, True), (3, 1, 4096, True),
+                                                     (4, 2, 1 << 17, True), (3, 1, 5 * 4096, False)])
+def test_the_whole_vocabulary_evaluator_matches_autograd(members, seed, chunk, keep, monkeypatch):
     """f, the gradient (up to a constant vector, which the simplex steps ignore) and the Hessian on {Σx = 0},
-    over chunks of 5, 1 and all 12 positions."""
+    over chunks of 5, 1 and all 12 positions, with the differences kept between passes or recomputed."""
     import blendkit.packllm.weights as weights_module
 
     monkeypatch.setattr(weights_module, "CHUNK_ELEMENTS", chunk)
+    monkeypatch.setattr(weights_module, "KEEP_DIFF_BYTES", 1 << 26 if keep else 0)
     scores = _large_vocabulary_scores(members, seed)
     evaluate = weights_module._Evaluator(scores)
     for point in (np.full(members, 1.0 / members), np.eye(members)[0] * 0.7 + 0.3 / members):
@@ -347,6 +349,22 @@ def test_an_offset_between_members_costs_no_digits_in_float32():
         optimum, a_star = _two_member_optimum(scores64)
         assert result.converged and 0.05 < a_star < 0.95
         assert objective(scores64, result.weights) - optimum <= result.gap + 1e-6
+
+
+def test_an_evaluator_recomputes_its_kept_differences_after_another_prompt_used_the_buffer():
+    """Two evaluators of the same shape share the per-thread buffer: passes of one in between the other's
+    must not leave the first reading the second's differences."""
+    from blendkit.packllm.weights import _Evaluator
+
+    first, second = (_large_vocabulary_scores(3, seed=s) for s in (20, 21))
+    point = np.array([0.2, 0.5, 0.3])
+    alone = _Evaluator(first)(point)
+    a, b = _Evaluator(first), _Evaluator(second)
+    a(point)
+    b(point)
+    again = a(point)                                   # a's differences were overwritten by b's pass
+    assert again.value == alone.value and np.array_equal(again.grad, alone.grad)
+    assert np.array_equal(again.hess, alone.hess)
 
 
 def test_work_arrays_shared_between_prompts_of_different_shapes():
