@@ -47,7 +47,7 @@ import torch
 
 WEIGHTINGS = ("uniform", "sim", "greedy", "exact", "shrunk")
 LOGP_FLOOR = -1e4  # log-probs below this (including −inf) are raised to it: exp() of it underflows to 0
-CHUNK_ELEMENTS = 1 << 18    # exact: positions × support per chunk of a pass, so that its work arrays stay in cache
+CHUNK_ELEMENTS = 1 << 18    # exact: positions × support per chunk of a pass: few calls, reused work arrays in cache
 KEEP_DIFF_BYTES = 1 << 26   # exact: up to this size, the members' log-prob differences are kept between passes
 EXACT_FLOAT32_LOWEST = -1e3  # exact: float32 inputs with log-probs below this are solved in float64 (see `_Evaluator`)
 SHRUNK_MOVE = 0.3           # shrunk: the share of the way from the anchor member to the exact optimum
@@ -355,7 +355,8 @@ class _Evaluator:
         self.centre_error = (self.centre - (self.observed[1:] - self.observed[:1])).mean(axis=1)
         step = max(1, CHUNK_ELEMENTS // size)
         keep = (members - 1) * positions * size * logp.element_size() <= KEEP_DIFF_BYTES
-        diff, weighted = _scratch(logp.dtype, (members - 1, positions if keep else step, size), (members, step, size))
+        (diff, weighted), self.user = _scratch(logp.dtype, (members - 1, positions if keep else step, size),
+                                               (members, step, size))
         self.z = np.empty(positions, dtype=logp.numpy().dtype)
         logp_np, z = logp.numpy(), torch.from_numpy(self.z)
         self.chunks = []
@@ -368,8 +369,8 @@ class _Evaluator:
     @torch.inference_mode()
     def __call__(self, weights: np.ndarray, hessian: bool | None = None) -> _State:
         others, self.passes = self.members - 1, self.passes + 1
-        if getattr(_SCRATCH, "owner", None) != self.token:   # another prompt's pass used the buffer since: d' is gone
-            _SCRATCH.owner = self.token
+        if self.user[0] != self.token:        # another evaluator's pass used the buffer since: d' is gone
+            self.user[0] = self.token
             for chunk in self.chunks:
                 chunk.ready = False
         if hessian is None:
@@ -402,19 +403,24 @@ _SCRATCH = threading.local()
 _TOKENS = itertools.count()
 
 
-def _scratch(dtype: torch.dtype, *shapes: tuple[int, ...]) -> list[torch.Tensor]:
-    """Work arrays of these shapes, views of one buffer kept per thread and dtype that only ever grows: fresh
-    arrays of this size would cost page faults on every solve. Each call's views replace the previous call's."""
+def _scratch(dtype: torch.dtype, *shapes: tuple[int, ...]) -> tuple[list[torch.Tensor], list]:
+    """Arrays of these shapes, views of one buffer kept per thread (the caller's) and dtype, and the buffer's
+    user cell: ``[token]`` of the evaluator whose pass wrote it last. Fresh arrays of this size would cost page
+    faults on every solve, so the buffer is reused and only grows: it holds up to KEEP_DIFF_BYTES of kept
+    differences plus K × CHUNK_ELEMENTS work elements, for each thread and dtype that solved, until the thread
+    ends. Views of one call and the next (in the same thread and dtype) share memory, which the user cell tells
+    the evaluators; a grown buffer is a new one with a new cell, and older views keep the old one alive.
+    Two threads must not call the same evaluator at the same time."""
     sizes = [int(np.prod(shape)) for shape in shapes]
     buffers = _SCRATCH.__dict__.setdefault("buffers", {})
-    buffer = buffers.get(dtype)
+    buffer, user = buffers.get(dtype, (None, None))
     if buffer is None or buffer.numel() < sum(sizes):
-        buffer = buffers[dtype] = torch.empty(sum(sizes), dtype=dtype)
+        buffer, user = buffers[dtype] = torch.empty(sum(sizes), dtype=dtype), [None]
     views, offset = [], 0
     for shape, n in zip(shapes, sizes):
         views.append(buffer[offset:offset + n].view(shape))
         offset += n
-    return views
+    return views, user
 
 
 class _Chunk:

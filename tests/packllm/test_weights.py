@@ -367,6 +367,24 @@ def test_an_evaluator_recomputes_its_kept_differences_after_another_prompt_used_
     assert np.array_equal(again.hess, alone.hess)
 
 
+def test_an_evaluator_called_from_another_thread_sees_the_passes_of_its_buffers_thread():
+    """The buffer belongs to the thread that built the evaluator: another evaluator's pass there, between two
+    calls of the first from a worker thread, must not leave the first reading foreign differences."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from blendkit.packllm.weights import _Evaluator
+
+    first, second = (_large_vocabulary_scores(3, seed=s) for s in (22, 23))
+    point = np.array([0.2, 0.5, 0.3])
+    alone = _Evaluator(first)(point)
+    a, c = _Evaluator(first), _Evaluator(second)
+    with ThreadPoolExecutor(1) as worker:
+        worker.submit(a, point).result()
+        c(point)
+        again = worker.submit(a, point).result()
+    assert again.value == alone.value and np.array_equal(again.grad, alone.grad)
+
+
 def test_work_arrays_shared_between_prompts_of_different_shapes():
     """The evaluator's work arrays are reused per thread: solving prompts of other shapes in between changes
     nothing."""
