@@ -355,6 +355,7 @@ class _Evaluator:
         self.centre_error = (self.centre - (self.observed[1:] - self.observed[:1])).mean(axis=1)
         step = max(1, CHUNK_ELEMENTS // size)
         keep = (members - 1) * positions * size * logp.element_size() <= KEEP_DIFF_BYTES
+        self.keep = keep
         (diff, weighted), self.user = _scratch(logp.dtype, (members - 1, positions if keep else step, size),
                                                (members, step, size))
         self.z = np.empty(positions, dtype=logp.numpy().dtype)
@@ -364,28 +365,27 @@ class _Evaluator:
             end = min(positions, begin + step)
             rows = slice(begin, end) if keep else slice(0, end - begin)
             self.chunks.append(_Chunk(begin, end, logp_np, diff[:, rows], weighted[:, :end - begin], z[begin:end],
-                                      centre[:, begin:end], keep))
+                                      centre[:, begin:end]))
 
     @torch.inference_mode()
     def __call__(self, weights: np.ndarray, hessian: bool | None = None) -> _State:
         others, self.passes = self.members - 1, self.passes + 1
-        if self.user[0] != self.token:        # another evaluator's pass used the buffer since: d' is gone
-            self.user[0] = self.token
-            for chunk in self.chunks:
-                chunk.ready = False
+        # d' is computed afresh unless kept from this evaluator's last pass (no other evaluator's pass since)
+        fill = not (self.keep and self.user[0] == self.token)
         if hessian is None:
             hessian = not (weights == 1.0).any()  # at a vertex the Frank–Wolfe gap usually decides: no Hessian
         sums = np.empty((self.positions, others + 1 if hessian else 1, others))   # Σ_s e·d'_j, Σ_s e·d'_k·d'_j
         shift = np.zeros(self.positions)
         alphas = [float(w) for w in weights[1:]]
         for chunk in self.chunks:
-            chunk.run(alphas, hessian, sums[chunk.begin:chunk.end], None if self.unshifted else shift)
+            chunk.run(alphas, hessian, sums[chunk.begin:chunk.end], None if self.unshifted else shift, fill)
+        self.user[0] = self.token
         z = self.z.astype(np.float64)
         unsafe = ~(np.isfinite(z) & (z >= 1e-30))
         if self.unshifted and unsafe.any():          # rare: redo the chunks that under- or overflowed, shifted
             for chunk in self.chunks:
                 if unsafe[chunk.begin:chunk.end].any():
-                    chunk.run(alphas, hessian, sums[chunk.begin:chunk.end], shift)
+                    chunk.run(alphas, hessian, sums[chunk.begin:chunk.end], shift, fill)
             z = self.z.astype(np.float64)
         sums /= z[:, None, None]
         first = sums[:, 0]                                                   # E_q[d'_j]   [T, K−1]
@@ -426,7 +426,7 @@ def _scratch(dtype: torch.dtype, *shapes: tuple[int, ...]) -> tuple[list[torch.T
 class _Chunk:
     """One chunk of positions of `_Evaluator`'s pass, with its views made once."""
 
-    def __init__(self, begin, end, logp, diff, weighted, z, centre, keep):
+    def __init__(self, begin, end, logp, diff, weighted, z, centre):
         self.begin, self.end, self.z, self.centre = begin, end, z, centre
         self.base_np, self.others_np = logp[0, begin:end], logp[1:, begin:end]
         self.base, self.diff, self.e = torch.from_numpy(self.base_np), diff, weighted[0]
@@ -434,16 +434,15 @@ class _Chunk:
         self.weighted_np = weighted.numpy().transpose(1, 0, 2)                    # [c, K, S] view: e, e·d'_k
         self.products = [self.weighted_np[:, k + 1] for k in range(len(diff))]
         self.columns = [self.diff_np[k][:, :, None] for k in range(len(diff))]
-        self.keep, self.ready = keep, False
 
-    def run(self, alphas, hessian, sums, shift) -> None:
+    def run(self, alphas, hessian, sums, shift, fill) -> None:
         """e = exp(ℓ₀ + Σ λ_k d'_k − shift) (shift: each position's maximum, written into ``shift``; None: no
-        shift), z = Σ e, and ``sums`` = Σ e·d'_j (and Σ e·d'_k·d'_j), d'_k = d_k − d_k(y_t)."""
-        if not self.ready:                          # d'_k: once per prompt where kept, else on every pass
+        shift), z = Σ e, and ``sums`` = Σ e·d'_j (and Σ e·d'_k·d'_j), d'_k = d_k − d_k(y_t), computed first
+        into its buffer where ``fill``."""
+        if fill:
             for k in range(len(alphas)):
                 np.subtract(self.others_np[k], self.base_np, out=self.diff_np[k])
                 self.diff_np[k] -= self.centre[k][:, None]
-            self.ready = self.keep
         for k, alpha in enumerate(alphas):
             torch.add(self.base if k == 0 else self.e, self.diff[k], alpha=alpha, out=self.e)
         if shift is not None:
