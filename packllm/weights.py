@@ -50,13 +50,20 @@ LOGP_FLOOR = -1e4  # log-probs below this (including −inf) are raised to it: e
 CHUNK_ELEMENTS = 1 << 18    # exact: positions × support per chunk of a pass: few calls, reused work arrays in cache
 KEEP_DIFF_BYTES = 1 << 26   # exact: up to this size, the members' log-prob differences are kept between passes
 EXACT_FLOAT32_LOWEST = -1e3  # exact: float32 inputs with log-probs below this are solved in float64 (see `_Evaluator`)
+DIFF_LIMIT = 800.0          # exact: unchecked inputs whose members' log-probs differ by more are checked first
+LOG2_E = 1.4426950408889634  # exact: exp(x) is computed as exp2(LOG2_E·x) (see `_Evaluator`)
 SHRUNK_MOVE = 0.3           # shrunk: the share of the way from the anchor member to the exact optimum
 
 
 @dataclass
 class PromptLogProbs:
     """One prompt's log-probs ``logp[k, t, s]`` (member k, position t, token s of a support or of the whole
-    vocabulary) and ``target[t]``, the index of the observed token (default: column 0)."""
+    vocabulary) and ``target[t]``, the index of the observed token (default: column 0).
+
+    Shapes and targets are checked here; the values on first use, since a whole vocabulary is large and the
+    exact solver checks what it reads within its own first pass instead: NaN or +inf raise ValueError, and
+    `values` holds the log-probs with those below LOGP_FLOOR (log 0 = −inf included) raised to it, so that
+    0·log p stays 0 for a member of weight 0."""
 
     logp: torch.Tensor
     target: torch.Tensor | None = None
@@ -66,25 +73,43 @@ class PromptLogProbs:
             raise ValueError("PromptLogProbs.logp must be [members, positions>0, support], "
                              f"got {tuple(self.logp.shape)}")
         logp = self.logp.detach().cpu()
-        logp = logp if logp.dtype in (torch.float32, torch.float64) else logp.float()
-        lowest, highest = torch.aminmax(logp)    # one pass (a whole vocabulary is large); NaN propagates to both
-        if torch.isnan(highest) or highest == float("inf"):
-            raise ValueError("PromptLogProbs.logp holds NaN or +inf values")
-        # log 0 → a finite floor, so 0·log p stays 0 for λ_k = 0 (copied only when something is below it)
-        self.logp = logp.clamp_min(LOGP_FLOOR) if lowest < LOGP_FLOOR else logp.contiguous()
-        self.lowest, self.highest = max(float(lowest), LOGP_FLOOR), float(highest)
+        self.logp = (logp if logp.dtype in (torch.float32, torch.float64) else logp.float()).contiguous()
         positions = self.logp.shape[1]
         if self.target is None:
             self.target = torch.zeros(positions, dtype=torch.long)
         self.target = self.target.detach().cpu().long()
         if self.target.shape != (positions,) or (self.target < 0).any() or (self.target >= self.logp.shape[2]).any():
             raise ValueError(f"PromptLogProbs.target must hold {positions} token indices below {self.logp.shape[2]}")
-        self.observed = self.logp[:, torch.arange(positions), self.target]        # [K, T]
-        self.flat = self.logp.reshape(self.members, -1)
 
     @property
     def members(self) -> int:
         return self.logp.shape[0]
+
+    @functools.cached_property
+    def _checked(self) -> tuple[torch.Tensor, float, float]:
+        lowest, highest = torch.aminmax(self.logp)    # one pass (a whole vocabulary is large); NaN propagates to both
+        if torch.isnan(highest) or highest == float("inf"):
+            raise ValueError("PromptLogProbs.logp holds NaN or +inf values")
+        values = self.logp.clamp_min(LOGP_FLOOR) if lowest < LOGP_FLOOR else self.logp   # copied only if needed
+        return values, max(float(lowest), LOGP_FLOOR), float(highest)
+
+    @property
+    def values(self) -> torch.Tensor:
+        """The checked log-probs: ``logp`` with values below LOGP_FLOOR raised to it."""
+        return self._checked[0]
+
+    @property
+    def lowest(self) -> float:
+        return self._checked[1]
+
+    @property
+    def highest(self) -> float:
+        return self._checked[2]
+
+    @functools.cached_property
+    def observed(self) -> torch.Tensor:
+        """ℓ_k(y_t) of the checked values   [K, T]."""
+        return _observed(self.values, self.target)
 
     @property
     def default_tol(self) -> float:
@@ -94,8 +119,12 @@ class PromptLogProbs:
     @functools.cached_property
     def member_nll(self) -> np.ndarray:
         """Each member's own mean NLL (log PPL) on the prompt: f at the vertices."""
-        lse = torch.logsumexp(self.logp, dim=2).double()
+        lse = torch.logsumexp(self.values, dim=2).double()
         return (lse - self.observed.double()).mean(dim=1).numpy()
+
+
+def _observed(logp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return logp[:, torch.arange(logp.shape[1]), target]
 
 
 def objective(scores: PromptLogProbs, weights) -> float:
@@ -163,27 +192,33 @@ def exact_weights(scores: PromptLogProbs, tol: float | None = None, max_iter: in
     coordinate at 0 should re-enter (the quadratic model's gradient at the Newton point is lower for it than
     for the free coordinates) or the Newton
     system is singular, a Frank–Wolfe step is taken instead. Each point costs one chunked pass over the
-    whole support that yields f, ∇f and ∇²f together (`_Evaluator`); real prompts take two.
+    whole support that yields f, ∇f and ∇²f together (`_Evaluator`); real prompts take two. The first pass
+    also checks the inputs (see `_Evaluator`); inputs it cannot vouch for (NaN, log 0, huge or unnormalised
+    values) are solved again from `PromptLogProbs.values`, after the full check.
 
     It stops when f(λ) − min f is certified ≤ tol by either bound:
       * the Frank–Wolfe gap g·λ − min_k g_k (tight at a vertex optimum, loose at a sharply curved one);
       * the curvature bound ‖Pg‖² / 2μ, Pg the gradient projected on {Σ d = 0} and μ a lower bound of f's
         curvature on the ball of radius r around λ that provably holds the optimum. Moving λ by x (Σ x = 0,
-        ‖x‖ ≤ r) changes every token's weight q_t(v) by a factor within exp(±√K·r·D), D = the inputs'
-        largest minus smallest log-prob, so no variance under q (the Hessian is mean_t Cov_q(ℓ)) shrinks by
-        more than that factor: μ(r) = exp(−√K·r·D)·μ₀, μ₀ the least eigenvalue of the Hessian at λ on
-        {Σ d = 0}. If r > 2‖Pg‖/μ(r), f
-        rises along every ray from λ before leaving the ball, so the optimum is inside, and there
-        f ≥ f(λ) − ‖Pg‖²/2μ(r) (strong convexity).
+        ‖x‖ ≤ r) changes the log-ratio of two tokens' weights at one position by Σ_{k≥1} x_k (d_k(v) − d_k(u))
+        (d_k = ℓ_k − ℓ₀), at most r·‖R‖ with R_k the largest minus the smallest d_k the first pass saw, so
+        every q_t(v) changes by a factor within exp(±r·‖R‖) and no variance under q (the Hessian is
+        mean_t Cov_q(ℓ)) shrinks by more than that: μ(r) = exp(−r·‖R‖)·μ₀, μ₀ the least eigenvalue of the
+        Hessian at λ on {Σ d = 0}. If r > 2‖Pg‖/μ(r), f rises along every ray from λ before leaving the
+        ball, so the optimum is inside, and there f ≥ f(λ) − ‖Pg‖²/2μ(r) (strong convexity).
     Both bounds hold in exact arithmetic; the pass's float sums add a relative error of about 1e-7 (float32)
     or 1e-16 (float64) to E_q[d'], which the default tolerances leave room for.
     """
     tol = scores.default_tol if tol is None else tol
     if scores.members == 1:
         return ExactResult(torch.ones(1, dtype=torch.float64), float(scores.member_nll[0]), 0.0, 0, True)
-    start = _softmin(-scores.observed.double().mean(dim=1).numpy())
-    evaluate = _Evaluator(scores)
-    weights, state, gap, iterations, converged = _newton(evaluate, start, tol, max_iter, scores.highest - scores.lowest)
+    evaluate = _Evaluator(scores, optimistic=True)
+    try:
+        weights, state, gap, iterations, converged = _newton(evaluate, tol, max_iter)
+    except _Recheck:
+        unchecked, evaluate = evaluate.passes, _Evaluator(scores)
+        evaluate.passes = unchecked
+        weights, state, gap, iterations, converged = _newton(evaluate, tol, max_iter)
     return ExactResult(torch.from_numpy(weights), state.value, float(max(gap, 0.0)), iterations, converged,
                        evaluate.passes)
 
@@ -247,16 +282,17 @@ def _softmin(values: np.ndarray) -> np.ndarray:
     return weights / weights.sum()
 
 
-def _newton(evaluate: "_Evaluator", weights: np.ndarray, tol: float, max_iter: int, spread: float):
-    """Active-set Newton from ``weights`` (see `exact_weights`). Returns (weights, state, bound, iterations,
-    converged), bound the certified f(λ) − min f."""
+def _newton(evaluate: "_Evaluator", tol: float, max_iter: int):
+    """Active-set Newton from softmax(−mean_t ℓ_k(y_t)) (see `exact_weights`). Returns (weights, state, bound,
+    iterations, converged), bound the certified f(λ) − min f."""
+    weights = _softmin(-evaluate.observed.mean(axis=1))
     state = evaluate(weights)
     iterations = 0
     while True:
         grad = state.grad
         bound = float(grad @ weights - grad.min())                      # Frank–Wolfe gap
         if bound > tol:
-            bound = min(bound, _curvature_bound(grad, state.hess, spread))
+            bound = min(bound, _curvature_bound(grad, state.hess, evaluate.spread))
         if bound <= tol:
             return weights, state, bound, iterations, True
         if iterations >= max_iter:
@@ -276,15 +312,16 @@ def _newton(evaluate: "_Evaluator", weights: np.ndarray, tol: float, max_iter: i
 
 
 def _curvature_bound(grad: np.ndarray, hess: np.ndarray, spread: float) -> float:
-    """‖Pg‖² / 2μ(r) for the smallest radius r with r > 2‖Pg‖/μ(r), μ(r) = exp(−√K·r·spread)·μ₀ (see
-    `exact_weights`); inf when the curvature is too small for any radius."""
+    """‖Pg‖² / 2μ(r) for the smallest radius r with r > 2‖Pg‖/μ(r), μ(r) = exp(−r·spread)·μ₀ (see
+    `exact_weights`: ``spread`` bounds how much a move of length 1 on {Σ x = 0} can change the log-ratio of two
+    tokens' weights); inf when the curvature is too small for any radius."""
     members = len(grad)
     projected = float(np.linalg.norm(grad - grad.mean()))
     if projected == 0.0:
         return 0.0
     basis = _tangent_basis(members)
     least = float(np.linalg.eigvalsh(basis.T @ hess @ basis)[0])
-    rate, reach = np.sqrt(members) * max(spread, 1e-12), 2 * projected / least if least > 0 else np.inf
+    rate, reach = max(spread, 1e-12), 2 * projected / least if least > 0 else np.inf
     if not reach * rate * np.e < 1:      # r·exp(−rate·r) never exceeds reach
         return float("inf")
     radius = reach
@@ -308,7 +345,7 @@ def _tangent_basis(members: int) -> np.ndarray:
 
 def _mixed(scores: PromptLogProbs, weights: np.ndarray) -> torch.Tensor:
     w = torch.from_numpy(weights).to(scores.logp.dtype)
-    return (w @ scores.flat).reshape(scores.logp.shape[1:])            # Σ_k λ_k ℓ_k   [T, S]
+    return (w @ scores.values.reshape(scores.members, -1)).reshape(scores.logp.shape[1:])            # Σ_k λ_k ℓ_k   [T, S]
 
 
 def _value(scores: PromptLogProbs, weights: np.ndarray) -> float:
@@ -330,27 +367,40 @@ class _Evaluator:
 
     The pass goes over chunks of positions whose work arrays (e and e·d'_k, reused, so they stay in cache)
     are small: per chunk K − 1 adds, one exp, one sum, K − 1 products and K − 1 batched matrix products, with
-    every view made once (per-call overhead matters at this size). d'_k does not depend on λ: the first pass
-    computes it (a subtraction and a centring per member) into a buffer that later passes read, unless the
-    prompt's d' would exceed KEEP_DIFF_BYTES, when every pass recomputes it chunk by chunk. The exp goes
-    without a shift (no max pass) where no log-prob exceeds 40; chunks where some z_t then overflows or falls
-    below 1e-30 (what underflowed would be below 1e-16 of z_t) are redone with shift_t = each position's
-    maximum, as are all chunks of other inputs. Float32 inputs with extreme log-probs, such as floored log 0,
-    are solved in float64: ℓ₀ + λ·d would lose their low digits."""
+    every view made once (per-call overhead matters at this size). The exp is taken as exp2(log₂e · x): torch's
+    exp2 is vectorised and several times faster than exp on CPUs, at the cost of one more rounding of x. d'_k does not depend on λ: a pass that
+    finds no d' of its own in the buffer computes it (a subtraction and a centring per member, and d'_k's
+    smallest and largest value, for the curvature bound's R_k), and later passes read it, unless the prompt's
+    d' would exceed KEEP_DIFF_BYTES, when every pass recomputes it chunk by chunk.
+
+    Checked inputs (``optimistic`` False: `PromptLogProbs.values`) go without a shift in the exp (no max pass)
+    where no log-prob exceeds 40; chunks where some z_t then overflows or falls below 1e-30 (what underflowed
+    would be below 1e-16 of z_t) are redone with shift_t = each position's maximum, as are all chunks of other
+    inputs. Float32 inputs with extreme log-probs, such as floored log 0, are solved in float64: ℓ₀ + λ·d would
+    lose their low digits.
+
+    ``optimistic`` reads ``logp`` as given, without the full check's extra pass over it, and vouches for it
+    within the pass instead: any d' that is NaN, infinite or beyond ±DIFF_LIMIT (which NaN or ±inf in any input
+    and log 0 all produce), or any z_t outside [1e-30, 1e30] (huge or unnormalised log-probs), raises
+    `_Recheck`, and the caller solves again with checked inputs. Otherwise every ℓ is finite, no sum can
+    overflow, and every token that matters (its exponent within 100 of its position's largest, itself within
+    ±70) has |ℓ₀| < DIFF_LIMIT + 170 < 1e3, so float32 loses no more digits than in the checked case."""
 
     @torch.inference_mode()          # the work arrays are inference tensors: every use stays in this mode
-    def __init__(self, scores: PromptLogProbs):
-        logp = scores.logp
-        if logp.dtype == torch.float32 and scores.lowest < EXACT_FLOAT32_LOWEST:
-            logp = logp.double()
+    def __init__(self, scores: PromptLogProbs, optimistic: bool = False):
+        if optimistic:
+            logp, observed = scores.logp, _observed(scores.logp, scores.target)
+        else:
+            logp, observed = scores.values, scores.observed
+            if logp.dtype == torch.float32 and scores.lowest < EXACT_FLOAT32_LOWEST:
+                logp = logp.double()
         members, positions, size = logp.shape
         self.members, self.positions, self.passes, self.token = members, positions, 0, next(_TOKENS)
-        self.unshifted = scores.highest <= 40.0
-        self.observed = scores.observed.double().numpy()                              # ℓ_k(y_t)   [K, T]
-        observed = scores.observed.to(logp.dtype)
-        centre = (observed[1:] - observed[:1]).numpy()          # d_k(y_t) as the pass computes it   [K−1, T]
+        self.optimistic, self.unshifted, self.spread = optimistic, optimistic or scores.highest <= 40.0, None
+        self.observed = observed.double().numpy()                                   # ℓ_k(y_t)   [K, T]
         # d_k is centred on d_k(y_t) before any product: sums of e·d'_k then lose no digits to an offset
         # between members; the offset's share of λ·ℓ goes into the value, and d'_k(y_t) = 0 into the gradient
+        centre = (observed[1:] - observed[:1]).to(logp.dtype).numpy()  # d_k(y_t) as the pass computes it  [K−1, T]
         self.centre = centre.astype(np.float64)
         self.centre_error = (self.centre - (self.observed[1:] - self.observed[:1])).mean(axis=1)
         step = max(1, CHUNK_ELEMENTS // size)
@@ -377,16 +427,28 @@ class _Evaluator:
         sums = np.empty((self.positions, others + 1 if hessian else 1, others))   # Σ_s e·d'_j, Σ_s e·d'_k·d'_j
         shift = np.zeros(self.positions)
         alphas = [float(w) for w in weights[1:]]
-        for chunk in self.chunks:
-            chunk.run(alphas, hessian, sums[chunk.begin:chunk.end], None if self.unshifted else shift, fill)
-        self.user[0] = self.token
-        z = self.z.astype(np.float64)
-        unsafe = ~(np.isfinite(z) & (z >= 1e-30))
-        if self.unshifted and unsafe.any():          # rare: redo the chunks that under- or overflowed, shifted
+        self.user[0] = None          # the buffer is this pass's from here on, whether it ends or raises
+        with np.errstate(all="ignore"):   # overflow, NaN: found from z and d' below, and handled
             for chunk in self.chunks:
-                if unsafe[chunk.begin:chunk.end].any():
-                    chunk.run(alphas, hessian, sums[chunk.begin:chunk.end], shift, fill)
-            z = self.z.astype(np.float64)
+                chunk.run(alphas, hessian, sums[chunk.begin:chunk.end], None if self.unshifted else shift, fill)
+        self.user[0] = self.token
+        if fill:
+            low = np.min([chunk.low for chunk in self.chunks], axis=0)            # per member k ≥ 1
+            high = np.max([chunk.high for chunk in self.chunks], axis=0)
+            if self.optimistic and not (-DIFF_LIMIT <= low.min() and high.max() <= DIFF_LIMIT):   # NaN fails too
+                raise _Recheck
+            self.spread = float(np.linalg.norm(high - low))
+        z = self.z.astype(np.float64)
+        if self.optimistic:
+            if not ((z >= 1e-30) & (z <= 1e30)).all():
+                raise _Recheck
+        else:
+            unsafe = ~(np.isfinite(z) & (z >= 1e-30))
+            if self.unshifted and unsafe.any():          # rare: redo the chunks that under- or overflowed, shifted
+                for chunk in self.chunks:
+                    if unsafe[chunk.begin:chunk.end].any():
+                        chunk.run(alphas, hessian, sums[chunk.begin:chunk.end], shift, fill)
+                z = self.z.astype(np.float64)
         sums /= z[:, None, None]
         first = sums[:, 0]                                                   # E_q[d'_j]   [T, K−1]
         lse = shift + np.log(z) + weights[1:] @ self.centre                  # log Σ_s exp(λ·ℓ) per position
@@ -397,6 +459,10 @@ class _Evaluator:
         hess = np.zeros((others + 1, others + 1))
         hess[1:, 1:] = (sums[:, 1:] - first[:, :, None] * first[:, None, :]).mean(axis=0)
         return _State(value, grad, hess)
+
+
+class _Recheck(Exception):
+    """An optimistic `_Evaluator` pass met inputs that need `PromptLogProbs`' full check."""
 
 
 _SCRATCH = threading.local()
@@ -438,18 +504,21 @@ class _Chunk:
     def run(self, alphas, hessian, sums, shift, fill) -> None:
         """e = exp(ℓ₀ + Σ λ_k d'_k − shift) (shift: each position's maximum, written into ``shift``; None: no
         shift), z = Σ e, and ``sums`` = Σ e·d'_j (and Σ e·d'_k·d'_j), d'_k = d_k − d_k(y_t), computed first
-        into its buffer where ``fill``."""
+        into its buffer where ``fill``, with its smallest and largest value per member (``low``, ``high``)."""
         if fill:
             for k in range(len(alphas)):
                 np.subtract(self.others_np[k], self.base_np, out=self.diff_np[k])
                 self.diff_np[k] -= self.centre[k][:, None]
+            self.low = [float(self.diff_np[k].min()) for k in range(len(alphas))]      # NaN propagates
+            self.high = [float(self.diff_np[k].max()) for k in range(len(alphas))]
         for k, alpha in enumerate(alphas):
             torch.add(self.base if k == 0 else self.e, self.diff[k], alpha=alpha, out=self.e)
         if shift is not None:
             top = self.e_np.max(axis=1)
             shift[self.begin:self.end] = top
             self.e_np -= top[:, None]
-        np.exp(self.e_np, out=self.e_np)
+        torch.mul(self.e, LOG2_E, out=self.e)
+        torch.exp2(self.e, out=self.e)
         torch.sum(self.e, dim=1, out=self.z)
         if hessian:
             for k, product in enumerate(self.products):

@@ -137,9 +137,12 @@ def test_log_zero_is_floored_and_nan_is_refused():
     logp[1, :, 3] = float("-inf")                       # member 2 says token 3 is impossible
     weights = exact_weights(PromptLogProbs(logp)).weights
     assert torch.isfinite(weights).all() and torch.isclose(weights.sum(), torch.tensor(1.0, dtype=torch.float64))
-    logp[0, 0, 0] = float("nan")
-    with pytest.raises(ValueError, match="NaN"):
-        PromptLogProbs(logp)
+    for bad in (float("nan"), float("inf")):
+        logp[0, 0, 0] = bad
+        scores = PromptLogProbs(logp)           # values are checked on first use, by every weighting
+        for weighting in ("exact", "shrunk", "sim", "greedy"):
+            with pytest.raises(ValueError, match="NaN or \\+inf"):
+                solve(scores, weighting)
     with pytest.raises(ValueError, match="target"):
         PromptLogProbs(torch.zeros(2, 5, 7), target=torch.full((5,), 9))
 
@@ -169,7 +172,7 @@ def _large_vocabulary_scores(members: int, seed: int, positions: int = 12, vocab
 
 def _autograd(scores: PromptLogProbs, weights) -> tuple[float, torch.Tensor, torch.Tensor]:
     """f, ∇f and ∇²f of the plain objective by autograd in float64 (independent of the solver's evaluator)."""
-    logp = scores.logp.double()
+    logp = scores.values.double()
     observed = logp[:, torch.arange(logp.shape[1]), scores.target]
 
     def f(lam):
@@ -236,12 +239,16 @@ def test_the_curvature_bound_holds_near_the_optimum_and_is_tighter_than_the_gap(
     """‖Pg‖²/2μ(r) ≥ f(λ) − min f at points around an interior optimum (found independently), and far below
     the Frank–Wolfe gap there (the case it exists for); it refuses (inf) where the curvature cannot vouch for
     the optimum's whereabouts."""
-    from blendkit.packllm.weights import _curvature_bound
+    from blendkit.packllm.weights import _curvature_bound, _Evaluator
 
     scores = _large_vocabulary_scores(2, seed=9)
     optimum, a_star = _two_member_optimum(scores)
     assert 0.05 < a_star < 0.95                                   # interior
-    spread = scores.highest - scores.lowest
+    differences = scores.values[1] - scores.values[0]
+    spread = float((differences.amax(dim=1) - differences.amin(dim=1)).max())   # R: d's widest range at a position
+    evaluator = _Evaluator(scores, optimistic=True)
+    evaluator(np.array([0.5, 0.5]))
+    assert spread <= evaluator.spread <= spread + 20        # what the solver uses: d' over all positions, ≥ R
     tighter = 0
     for scale in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1):
         for sign in (-1, 1):
@@ -424,3 +431,42 @@ def test_shrunk_weights_lie_between_the_anchor_and_the_exact_optimum():
         shrunk_weights(scores, anchor=3)
     assert torch.allclose(solve(scores, "shrunk", move=0.5, anchor=None),
                           shrunk_weights(scores, move=0.5, anchor=None).float())
+
+
+def test_unchecked_inputs_are_vouched_for_by_the_first_pass():
+    """The exact solver reads the inputs unchecked; on clean ones its optimistic pass gives what a pass over the
+    checked values gives, and log 0, unnormalised or NaN inputs make it start again from the checked values
+    (one more pass counted), with the same result as a solve that started there."""
+    from blendkit.packllm.weights import _Evaluator, _newton, _Recheck
+
+    scores = _large_vocabulary_scores(3, seed=30, dtype=torch.float32)
+    point = np.array([0.2, 0.5, 0.3])
+    optimistic = _Evaluator(scores, optimistic=True)(point)
+    assert "_checked" not in scores.__dict__            # the full check did not run
+    checked = _Evaluator(scores)(point)
+    assert optimistic.value == checked.value and np.array_equal(optimistic.grad, checked.grad)
+    assert np.array_equal(optimistic.hess, checked.hess)
+
+    base = _large_vocabulary_scores(2, seed=31)
+    log_zero, low, high = base.logp.clone(), base.logp.clone(), base.logp.clone()
+    log_zero[1, :, 200:] = float("-inf")
+    log_zero[1, :, :200] = torch.log_softmax(log_zero[1, :, :200], dim=-1)
+    low[:, :3] -= 150.0                                  # exp underflows without a shift
+    high[:, 5:] += 100.0                                 # and overflows
+    target = torch.arange(12)
+    for logp in (log_zero, low.float(), high.float()):
+        scores = PromptLogProbs(logp, target)
+        with pytest.raises(_Recheck):
+            _newton(_Evaluator(scores, optimistic=True), 1e-8, 50)
+        result = exact_weights(PromptLogProbs(logp, target), tol=1e-8)
+        weights, state, gap, iterations, converged = _newton(_Evaluator(scores), 1e-8, 50)
+        assert result.converged and torch.equal(result.weights, torch.from_numpy(weights))
+        assert result.value == state.value and result.passes > 1
+
+    other = _large_vocabulary_scores(2, seed=32)        # a recheck leaves no foreign differences behind
+    kept = _Evaluator(other)
+    first = kept(np.array([0.4, 0.6]))
+    with pytest.raises(_Recheck):
+        _Evaluator(PromptLogProbs(log_zero, target), optimistic=True)(np.array([0.4, 0.6]))
+    again = kept(np.array([0.4, 0.6]))
+    assert again.value == first.value and np.array_equal(again.grad, first.grad)
