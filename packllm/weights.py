@@ -61,9 +61,9 @@ class PromptLogProbs:
     vocabulary) and ``target[t]``, the index of the observed token (default: column 0).
 
     Shapes and targets are checked here; the values on first use, since a whole vocabulary is large and the
-    exact solver checks what it reads within its own first pass instead: NaN or +inf raise ValueError, and
-    `values` holds the log-probs with those below LOGP_FLOOR (log 0 = −inf included) raised to it, so that
-    0·log p stays 0 for a member of weight 0."""
+    exact solver checks what it reads within its own first pass instead: NaN or +inf then raise ValueError,
+    and log-probs below LOGP_FLOOR (log 0 = −inf included) are raised to it, so that 0·log p stays 0 for a
+    member of weight 0 (``logp`` is then replaced by the floored copy; `values` returns it checked)."""
 
     logp: torch.Tensor
     target: torch.Tensor | None = None
@@ -86,25 +86,27 @@ class PromptLogProbs:
         return self.logp.shape[0]
 
     @functools.cached_property
-    def _checked(self) -> tuple[torch.Tensor, float, float]:
+    def _range(self) -> tuple[float, float]:
         lowest, highest = torch.aminmax(self.logp)    # one pass (a whole vocabulary is large); NaN propagates to both
         if torch.isnan(highest) or highest == float("inf"):
             raise ValueError("PromptLogProbs.logp holds NaN or +inf values")
-        values = self.logp.clamp_min(LOGP_FLOOR) if lowest < LOGP_FLOOR else self.logp   # copied only if needed
-        return values, max(float(lowest), LOGP_FLOOR), float(highest)
+        if lowest < LOGP_FLOOR:
+            self.logp = self.logp.clamp_min(LOGP_FLOOR)     # copied only when needed, and only once
+        return max(float(lowest), LOGP_FLOOR), float(highest)
 
     @property
     def values(self) -> torch.Tensor:
         """The checked log-probs: ``logp`` with values below LOGP_FLOOR raised to it."""
-        return self._checked[0]
+        self._range
+        return self.logp
 
     @property
     def lowest(self) -> float:
-        return self._checked[1]
+        return self._range[0]
 
     @property
     def highest(self) -> float:
-        return self._checked[2]
+        return self._range[1]
 
     @functools.cached_property
     def observed(self) -> torch.Tensor:
@@ -138,6 +140,7 @@ def member_nll(scores: PromptLogProbs) -> torch.Tensor:
 
 
 def uniform_weights(scores: PromptLogProbs) -> torch.Tensor:
+    scores.values                           # the inputs' check: NaN or +inf are refused by every weighting
     return torch.full((scores.members,), 1.0 / scores.members, dtype=torch.float64)
 
 
@@ -201,7 +204,8 @@ def exact_weights(scores: PromptLogProbs, tol: float | None = None, max_iter: in
       * the curvature bound ‖Pg‖² / 2μ, Pg the gradient projected on {Σ d = 0} and μ a lower bound of f's
         curvature on the ball of radius r around λ that provably holds the optimum. Moving λ by x (Σ x = 0,
         ‖x‖ ≤ r) changes the log-ratio of two tokens' weights at one position by Σ_{k≥1} x_k (d_k(v) − d_k(u))
-        (d_k = ℓ_k − ℓ₀), at most r·‖R‖ with R_k the largest minus the smallest d_k the first pass saw, so
+        (d_k = ℓ_k − ℓ₀), at most r·‖R‖ with R_k the largest minus the smallest d'_k the first pass saw (d'_k
+        differs from d_k by a constant per position, which cancels), so
         every q_t(v) changes by a factor within exp(±r·‖R‖) and no variance under q (the Hessian is
         mean_t Cov_q(ℓ)) shrinks by more than that: μ(r) = exp(−r·‖R‖)·μ₀, μ₀ the least eigenvalue of the
         Hessian at λ on {Σ d = 0}. If r > 2‖Pg‖/μ(r), f rises along every ray from λ before leaving the
@@ -212,13 +216,16 @@ def exact_weights(scores: PromptLogProbs, tol: float | None = None, max_iter: in
     tol = scores.default_tol if tol is None else tol
     if scores.members == 1:
         return ExactResult(torch.ones(1, dtype=torch.float64), float(scores.member_nll[0]), 0.0, 0, True)
-    evaluate = _Evaluator(scores, optimistic=True)
     try:
-        weights, state, gap, iterations, converged = _newton(evaluate, tol, max_iter)
-    except _Recheck:
-        unchecked, evaluate = evaluate.passes, _Evaluator(scores)
+        evaluate = _Evaluator(scores, optimistic=True)
+        found, unchecked = _newton(evaluate, tol, max_iter), 0
+    except _Recheck as recheck:
+        found, unchecked = None, recheck.passes
+    if found is None:                       # outside the except: a ValueError here is the user's, not chained
+        evaluate = _Evaluator(scores)       # the full check first: NaN or +inf raise here
         evaluate.passes = unchecked
-        weights, state, gap, iterations, converged = _newton(evaluate, tol, max_iter)
+        found = _newton(evaluate, tol, max_iter)
+    weights, state, gap, iterations, converged = found
     return ExactResult(torch.from_numpy(weights), state.value, float(max(gap, 0.0)), iterations, converged,
                        evaluate.passes)
 
@@ -345,7 +352,8 @@ def _tangent_basis(members: int) -> np.ndarray:
 
 def _mixed(scores: PromptLogProbs, weights: np.ndarray) -> torch.Tensor:
     w = torch.from_numpy(weights).to(scores.logp.dtype)
-    return (w @ scores.values.reshape(scores.members, -1)).reshape(scores.logp.shape[1:])            # Σ_k λ_k ℓ_k   [T, S]
+    values = scores.values
+    return (w @ values.reshape(scores.members, -1)).reshape(values.shape[1:])            # Σ_k λ_k ℓ_k   [T, S]
 
 
 def _value(scores: PromptLogProbs, weights: np.ndarray) -> float:
@@ -367,11 +375,12 @@ class _Evaluator:
 
     The pass goes over chunks of positions whose work arrays (e and e·d'_k, reused, so they stay in cache)
     are small: per chunk K − 1 adds, one exp, one sum, K − 1 products and K − 1 batched matrix products, with
-    every view made once (per-call overhead matters at this size). The exp is taken as exp2(log₂e · x): torch's
-    exp2 is vectorised and several times faster than exp on CPUs, at the cost of one more rounding of x. d'_k does not depend on λ: a pass that
-    finds no d' of its own in the buffer computes it (a subtraction and a centring per member, and d'_k's
-    smallest and largest value, for the curvature bound's R_k), and later passes read it, unless the prompt's
-    d' would exceed KEEP_DIFF_BYTES, when every pass recomputes it chunk by chunk.
+    every view made once (per-call overhead matters at this size). The exp is taken as exp2(log₂e · x):
+    torch's exp2 is vectorised and several times faster than exp on CPUs, at the cost of one more rounding of
+    x. d'_k does not depend on λ: a pass that finds no d' of its own in the buffer computes it (a subtraction
+    and a centring per member, and d'_k's smallest and largest value, for the curvature bound's R_k), and
+    later passes read it, unless the prompt's d' would exceed KEEP_DIFF_BYTES, when every pass recomputes it
+    chunk by chunk.
 
     Checked inputs (``optimistic`` False: `PromptLogProbs.values`) go without a shift in the exp (no max pass)
     where no log-prob exceeds 40; chunks where some z_t then overflows or falls below 1e-30 (what underflowed
@@ -380,16 +389,19 @@ class _Evaluator:
     lose their low digits.
 
     ``optimistic`` reads ``logp`` as given, without the full check's extra pass over it, and vouches for it
-    within the pass instead: any d' that is NaN, infinite or beyond ±DIFF_LIMIT (which NaN or ±inf in any input
-    and log 0 all produce), or any z_t outside [1e-30, 1e30] (huge or unnormalised log-probs), raises
-    `_Recheck`, and the caller solves again with checked inputs. Otherwise every ℓ is finite, no sum can
-    overflow, and every token that matters (its exponent within 100 of its position's largest, itself within
-    ±70) has |ℓ₀| < DIFF_LIMIT + 170 < 1e3, so float32 loses no more digits than in the checked case."""
+    within the pass instead: an observed log-prob below LOGP_FLOOR (or NaN), any d' that is NaN, infinite or
+    beyond ±DIFF_LIMIT (which NaN or ±inf in any input and log 0 all produce), or any z_t outside [1e-30, 1e30]
+    (huge or unnormalised log-probs), raises `_Recheck`, and the caller solves again with checked inputs.
+    Otherwise every ℓ is finite, no sum can overflow, and every token that matters (its exponent within 100 of
+    its position's largest, itself within ±70) has |ℓ₀| < DIFF_LIMIT + 170 < 1e3, so float32 loses no more
+    digits than in the checked case."""
 
     @torch.inference_mode()          # the work arrays are inference tensors: every use stays in this mode
     def __init__(self, scores: PromptLogProbs, optimistic: bool = False):
         if optimistic:
             logp, observed = scores.logp, _observed(scores.logp, scores.target)
+            if not (observed >= LOGP_FLOOR).all():      # NaN too: the linear term needs the floored values
+                raise _Recheck(0)
         else:
             logp, observed = scores.values, scores.observed
             if logp.dtype == torch.float32 and scores.lowest < EXACT_FLOAT32_LOWEST:
@@ -436,12 +448,12 @@ class _Evaluator:
             low = np.min([chunk.low for chunk in self.chunks], axis=0)            # per member k ≥ 1
             high = np.max([chunk.high for chunk in self.chunks], axis=0)
             if self.optimistic and not (-DIFF_LIMIT <= low.min() and high.max() <= DIFF_LIMIT):   # NaN fails too
-                raise _Recheck
+                raise _Recheck(self.passes)
             self.spread = float(np.linalg.norm(high - low))
         z = self.z.astype(np.float64)
         if self.optimistic:
             if not ((z >= 1e-30) & (z <= 1e30)).all():
-                raise _Recheck
+                raise _Recheck(self.passes)
         else:
             unsafe = ~(np.isfinite(z) & (z >= 1e-30))
             if self.unshifted and unsafe.any():          # rare: redo the chunks that under- or overflowed, shifted
@@ -462,7 +474,11 @@ class _Evaluator:
 
 
 class _Recheck(Exception):
-    """An optimistic `_Evaluator` pass met inputs that need `PromptLogProbs`' full check."""
+    """An optimistic `_Evaluator` met inputs that need `PromptLogProbs`' full check (after ``passes`` passes)."""
+
+    def __init__(self, passes: int):
+        super().__init__(passes)
+        self.passes = passes
 
 
 _SCRATCH = threading.local()

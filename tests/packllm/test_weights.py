@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -140,9 +141,10 @@ def test_log_zero_is_floored_and_nan_is_refused():
     for bad in (float("nan"), float("inf")):
         logp[0, 0, 0] = bad
         scores = PromptLogProbs(logp)           # values are checked on first use, by every weighting
-        for weighting in ("exact", "shrunk", "sim", "greedy"):
-            with pytest.raises(ValueError, match="NaN or \\+inf"):
+        for weighting in WEIGHTINGS:
+            with pytest.raises(ValueError, match="NaN or \\+inf") as raised:
                 solve(scores, weighting)
+            assert raised.value.__context__ is None      # not raised while handling the solver's own recheck
     with pytest.raises(ValueError, match="target"):
         PromptLogProbs(torch.zeros(2, 5, 7), target=torch.full((5,), 9))
 
@@ -442,23 +444,29 @@ def test_unchecked_inputs_are_vouched_for_by_the_first_pass():
     scores = _large_vocabulary_scores(3, seed=30, dtype=torch.float32)
     point = np.array([0.2, 0.5, 0.3])
     optimistic = _Evaluator(scores, optimistic=True)(point)
-    assert "_checked" not in scores.__dict__            # the full check did not run
+    assert "_range" not in scores.__dict__             # the full check did not run
     checked = _Evaluator(scores)(point)
     assert optimistic.value == checked.value and np.array_equal(optimistic.grad, checked.grad)
     assert np.array_equal(optimistic.hess, checked.hess)
 
     base = _large_vocabulary_scores(2, seed=31)
-    log_zero, low, high = base.logp.clone(), base.logp.clone(), base.logp.clone()
+    log_zero, low, high, deep = base.logp.clone(), base.logp.clone(), base.logp.clone(), base.logp.clone()
     log_zero[1, :, 200:] = float("-inf")
     log_zero[1, :, :200] = torch.log_softmax(log_zero[1, :, :200], dim=-1)
     low[:, :3] -= 150.0                                  # exp underflows without a shift
     high[:, 5:] += 100.0                                 # and overflows
+    deep[:, 0, 0] = torch.tensor([-10300.0, -10200.0])  # an observed token below the floor, the members close
     target = torch.arange(12)
-    for logp in (log_zero, low.float(), high.float()):
+    observed_zero = target.clone()
+    observed_zero[4] = 300                               # member 1 says the observed token is impossible
+    for logp, target in ((log_zero, target), (log_zero, observed_zero), (low.float(), target),
+                         (high.float(), target), (deep, target)):
         scores = PromptLogProbs(logp, target)
         with pytest.raises(_Recheck):
             _newton(_Evaluator(scores, optimistic=True), 1e-8, 50)
-        result = exact_weights(PromptLogProbs(logp, target), tol=1e-8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")               # the optimistic attempt warns of nothing
+            result = exact_weights(PromptLogProbs(logp, target), tol=1e-8)
         weights, state, gap, iterations, converged = _newton(_Evaluator(scores), 1e-8, 50)
         assert result.converged and torch.equal(result.weights, torch.from_numpy(weights))
         assert result.value == state.value and result.passes > 1
@@ -467,6 +475,6 @@ def test_unchecked_inputs_are_vouched_for_by_the_first_pass():
     kept = _Evaluator(other)
     first = kept(np.array([0.4, 0.6]))
     with pytest.raises(_Recheck):
-        _Evaluator(PromptLogProbs(log_zero, target), optimistic=True)(np.array([0.4, 0.6]))
+        _Evaluator(PromptLogProbs(log_zero, torch.arange(12)), optimistic=True)(np.array([0.4, 0.6]))
     again = kept(np.array([0.4, 0.6]))
     assert again.value == first.value and np.array_equal(again.grad, first.grad)
