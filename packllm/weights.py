@@ -457,9 +457,9 @@ class _Evaluator:
         else:
             unsafe = ~(np.isfinite(z) & (z >= 1e-30))
             if self.unshifted and unsafe.any():          # rare: redo the chunks that under- or overflowed, shifted
-                for chunk in self.chunks:
+                for chunk in self.chunks:     # kept d' was just filled; a per-chunk buffer holds the last chunk's
                     if unsafe[chunk.begin:chunk.end].any():
-                        chunk.run(alphas, hessian, sums[chunk.begin:chunk.end], shift, fill)
+                        chunk.run(alphas, hessian, sums[chunk.begin:chunk.end], shift, not self.keep)
                 z = self.z.astype(np.float64)
         sums /= z[:, None, None]
         first = sums[:, 0]                                                   # E_q[d'_j]   [T, K−1]
